@@ -1,0 +1,58 @@
+"""Fan-out of N identical requests: all at once up to a concurrency cap, results delivered as they complete.
+
+A failed run becomes a RunResult with an error; it never cancels or loses the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+from core.backends import Backend
+from core.errors import BackendError
+from core.models import BatchPlan, RunError, RunRequest, RunResult
+
+
+async def _one(backend: Backend, request: RunRequest, index: int, gate: asyncio.Semaphore) -> RunResult:
+    async with gate:
+        started = time.perf_counter()
+        try:
+            completion = await backend.complete(request)
+        except BackendError as exc:
+            return RunResult.failed(index, _elapsed_ms(started), exc.error)
+        except Exception as exc:  # noqa: BLE001 - one broken run must not take the batch down
+            error = RunError("unexpected", f"{type(exc).__name__}: {exc}")
+            return RunResult.failed(index, _elapsed_ms(started), error)
+        return RunResult.succeeded(index, _elapsed_ms(started), completion)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+async def iter_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> AsyncIterator[RunResult]:
+    """Start all runs at once (at most plan.concurrency in flight) and yield each result as it completes."""
+    gate = asyncio.Semaphore(plan.concurrency)
+    tasks = [asyncio.ensure_future(_one(backend, request, i, gate)) for i in range(plan.runs)]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            yield await next_done
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def run_batch(
+    backend: Backend,
+    request: RunRequest,
+    plan: BatchPlan,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """All N results ordered by index; `on_result` sees each one the moment it arrives."""
+    results = []
+    async for result in iter_runs(backend, request, plan):
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return sorted(results, key=lambda r: r.index)

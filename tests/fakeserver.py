@@ -1,0 +1,227 @@
+"""A small OpenAI/Azure-compatible chat-completions server on 127.0.0.1 for tests and benchmarks.
+
+It speaks the Azure deployment route (api-key header, api-version query), the Azure v1 route and the
+OpenAI /v1 route (bearer token), records what arrives, counts requests in flight, and plays a fault plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+WORDS = ("red panda bamboo forest quietly climbed the tall tree and watched snow fall over mountains "
+         "while friends slept under stars dreaming of warm tea").split()
+
+FAULTS = ("429", "500", "503", "timeout", "reset", "malformed", "content_filter", "401", "404", "no_logprobs")
+
+
+@dataclass
+class Received:
+    """One request as it arrived."""
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict
+    started: float
+    finished: float = 0.0
+
+
+@dataclass
+class FakeChatServer:
+    """Configure these fields between tests; `reset()` puts them back."""
+
+    api_key: str = "test-key-0123456789abcdef"
+    deployment: str = "gpt-test"
+    latency_s: float = 0.0
+    hang_s: float = 3.0
+    fingerprint: str | None = "fp_fake_1"
+    faults: deque = field(default_factory=deque)
+    answers: deque = field(default_factory=deque)
+    received: list[Received] = field(default_factory=list)
+    peak_in_flight: int = 0
+    logprobs_supported: bool = True
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeChatServer:
+        server = self
+
+        class Handler(_Handler):
+            fake = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def reset(self) -> None:
+        defaults = FakeChatServer()
+        for name in ("api_key", "deployment", "latency_s", "hang_s", "fingerprint", "logprobs_supported"):
+            setattr(self, name, getattr(defaults, name))
+        self.faults.clear()
+        self.answers.clear()
+        self.received.clear()
+        self.peak_in_flight = 0
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _next(self, queue: deque):
+        with self._lock:
+            return queue.popleft() if queue else None
+
+
+def answer_text(body: dict) -> str:
+    """Same seed and messages give the same words; no seed gives fresh ones."""
+    seed = body.get("seed")
+    if seed is None:
+        rng = random.Random()
+    else:
+        digest = hashlib.sha256(json.dumps([seed, body.get("messages")], sort_keys=True).encode()).digest()
+        rng = random.Random(digest)
+    return " ".join(rng.choice(WORDS) for _ in range(min(int(body.get("max_tokens") or 12), 12))) + "."
+
+
+def _logprobs(text: str, top: int) -> dict:
+    tokens = text.split(" ")
+    content = []
+    for i, token in enumerate(tokens):
+        tok = token if i == 0 else " " + token
+        alternatives = [{"token": tok, "logprob": -0.1, "bytes": None}]
+        alternatives += [{"token": f" alt{k}", "logprob": -2.0 - k, "bytes": None} for k in range(max(top - 1, 0))]
+        content.append({"token": tok, "logprob": -0.1, "bytes": None, "top_logprobs": alternatives})
+    return {"content": content}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeChatServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        fake = self.fake
+        split = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        record = Received(
+            path=split.path,
+            query={k: v[0] for k, v in parse_qs(split.query).items()},
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            started=time.monotonic(),
+        )
+        with fake._lock:
+            fake.received.append(record)
+        fake._enter()
+        try:
+            self._respond(fake, record)
+        finally:
+            record.finished = time.monotonic()
+            fake._leave()
+
+    def _respond(self, fake: FakeChatServer, record: Received) -> None:
+        path = record.path
+        if path == f"/openai/deployments/{fake.deployment}/chat/completions":
+            if "api-version" not in record.query:
+                return self._error(400, "missing api-version query parameter", "BadRequest")
+            given_key = record.headers.get("api-key")
+        elif path in ("/v1/chat/completions", "/openai/v1/chat/completions"):
+            given_key = record.headers.get("authorization", "").removeprefix("Bearer ") or record.headers.get("api-key")
+        elif path.endswith("/chat/completions"):
+            return self._error(404, "The API deployment for this resource does not exist.", "DeploymentNotFound")
+        else:
+            return self._error(404, f"no route {path}", "NotFound")
+
+        if fake.latency_s:
+            time.sleep(fake.latency_s)
+        fault = fake._next(fake.faults)
+        if fault == "401" or given_key != fake.api_key:
+            # Real servers sometimes echo the key they were given; the client must never show it.
+            return self._error(401, f"Incorrect API key provided: {given_key}.", "invalid_api_key")
+        if fault == "429":
+            return self._error(429, "Rate limit reached.", "rate_limit",
+                               {"retry-after": "1", "retry-after-ms": "50"})
+        if fault in ("500", "503"):
+            return self._error(int(fault), "The server had an error.", "server_error")
+        if fault == "404":
+            return self._error(404, "The API deployment for this resource does not exist.", "DeploymentNotFound")
+        if fault == "timeout":
+            time.sleep(fake.hang_s)
+            return self._error(504, "too late", "timeout")
+        if fault == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return None
+        if fault == "malformed":
+            return self._send(200, b'{"id": "chatcmpl-broken", "choices": [', {})
+        if record.body.get("logprobs") and not fake.logprobs_supported:
+            return self._error(400, "logprobs is not supported for this model.", "invalid_request_error")
+
+        text = fake._next(fake.answers) or answer_text(record.body)
+        finish = "stop"
+        if fault == "content_filter":
+            text, finish = None, "content_filter"
+        choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text},
+                  "logprobs": None}
+        if record.body.get("logprobs") and text:
+            choice["logprobs"] = _logprobs(text, int(record.body.get("top_logprobs") or 0))
+        words = len((text or "").split())
+        payload = {
+            "id": f"chatcmpl-{len(fake.received)}-{random.randrange(1 << 30)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": record.body.get("model") or fake.deployment,
+            "system_fingerprint": fake.fingerprint,
+            "choices": [choice],
+            "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words},
+        }
+        return self._send(200, json.dumps(payload).encode(), {"x-request-id": payload["id"]})
+
+    def _error(self, status: int, message: str, code: str, headers: dict | None = None) -> None:
+        body = {"error": {"message": message, "type": code, "code": code, "param": None}}
+        self._send(status, json.dumps(body).encode(), headers or {})
+
+    def _send(self, status: int, data: bytes, headers: dict) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass

@@ -1,0 +1,176 @@
+"""The runner and the SDK backends against a real chat-completions server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from core.backends import make_backend
+from core.config import load_settings
+from core.models import BatchPlan, RunRequest
+from core.runner import iter_runs, run_batch
+
+DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
+                  temperature=0.1, seed=42, max_tokens=40)
+
+
+def run(settings, request=DEMO, runs=3, concurrency=10):
+    return asyncio.run(run_batch(make_backend(settings), request, BatchPlan(runs, concurrency)))
+
+
+def test_azure_route_receives_exact_parameters(fake_server, azure_settings):
+    results = run(azure_settings, runs=2)
+    assert [r.ok for r in results] == [True, True]
+    sent = fake_server.received[0]
+    assert sent.path == "/openai/deployments/gpt-test/chat/completions"
+    assert sent.query["api-version"] == "2024-06-01"
+    assert sent.headers["api-key"] == fake_server.api_key
+    assert "authorization" not in sent.headers
+    assert sent.body["seed"] == 42
+    assert sent.body["temperature"] == 0.1
+    assert sent.body["max_tokens"] == 40
+    assert sent.body["messages"] == [
+        {"role": "system", "content": "You always produce 3-sentence answers."},
+        {"role": "user", "content": "Create a story about red panda."},
+    ]
+
+
+def test_no_seed_means_the_field_is_absent(fake_server, azure_settings):
+    run(azure_settings, RunRequest(prompt="hi", temperature=1.0), runs=1)
+    assert "seed" not in fake_server.received[0].body
+
+
+def test_results_carry_every_field(fake_server, azure_settings):
+    [result] = run(azure_settings, runs=1)
+    assert result.index == 0
+    assert result.text and result.text.endswith(".")
+    assert result.finish_reason == "stop"
+    assert result.system_fingerprint == "fp_fake_1"
+    assert result.model == "gpt-test"
+    assert result.request_id.startswith("chatcmpl-")
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+    assert result.latency_ms > 0
+    assert result.retries == 0
+    assert json.loads(result.raw)["id"] == result.request_id
+
+
+def test_same_seed_gives_identical_texts_and_no_seed_differs(fake_server, azure_settings):
+    seeded = run(azure_settings, runs=4)
+    assert len({r.text for r in seeded}) == 1
+    unseeded = run(azure_settings, RunRequest(prompt="Create a story about red panda.", temperature=1.0), runs=4)
+    assert len({r.text for r in unseeded}) > 1
+
+
+def test_openai_v1_route_uses_bearer_token(fake_server):
+    settings = load_settings(environ={"OPENAI_API_KEY": fake_server.api_key, "OPENAI_BASE_URL": fake_server.url + "/v1",
+                                      "OPENAI_MODEL": "gpt-mini"}, dotenv_path=None)
+    [result] = run(settings, runs=1)
+    assert result.ok, result.error
+    sent = fake_server.received[0]
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {fake_server.api_key}"
+    assert sent.body["model"] == "gpt-mini"
+
+
+def test_azure_v1_base_url_needs_no_api_version(fake_server):
+    settings = load_settings(environ={"AZURE_OPENAI_ENDPOINT": fake_server.url + "/openai/v1/",
+                                      "AZURE_OPENAI_API_KEY": fake_server.api_key,
+                                      "AZURE_OPENAI_DEPLOYMENT": "gpt-test"}, dotenv_path=None)
+    backend = make_backend(settings)
+    assert backend.info.api_version is None
+    [result] = asyncio.run(run_batch(backend, DEMO, BatchPlan(1, 1)))
+    assert result.ok, result.error
+    assert fake_server.received[0].path == "/openai/v1/chat/completions"
+    assert "api-version" not in fake_server.received[0].query
+
+
+def test_compatible_server_never_gets_another_providers_key(fake_server):
+    env = {"COMPATIBLE_BASE_URL": fake_server.url + "/v1", "COMPATIBLE_MODEL": "llama3",
+           "OPENAI_API_KEY": "sk-openai-secret-not-for-you", "REPRO_BACKEND": "compatible"}
+    results = run(load_settings(environ=env, dotenv_path=None), runs=1)
+    sent = fake_server.received[0]
+    assert "sk-openai-secret-not-for-you" not in json.dumps(sent.headers)
+    assert results[0].error.kind == "auth"  # the fake wants its own key, and got the placeholder
+
+
+@pytest.mark.parametrize("runs, cap", [(8, 8), (8, 3), (2, 10)])
+def test_requests_overlap_up_to_the_cap(fake_server, azure_settings, runs, cap):
+    fake_server.latency_s = 0.3
+    results = run(azure_settings, runs=runs, concurrency=cap)
+    assert all(r.ok for r in results)
+    assert fake_server.peak_in_flight == min(runs, cap)
+
+
+def test_results_arrive_as_they_complete(fake_server, azure_settings):
+    fake_server.latency_s = 0.2
+    fake_server.faults.extend(["401"])  # the first to arrive fails fast… after the same latency
+
+    async def collect():
+        seen = []
+        async for result in iter_runs(make_backend(azure_settings), DEMO, BatchPlan(3, 1)):
+            seen.append((result.index, result.ok))
+        return seen
+
+    seen = asyncio.run(collect())
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+    assert seen[0] == (0, False)  # with a cap of 1 the runs complete in order, the failure first
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503", "reset"])
+def test_transient_faults_are_retried_by_the_sdk(fake_server, azure_settings, fault):
+    fake_server.faults.append(fault)
+    [result] = run(azure_settings, runs=1)
+    assert result.ok, result.error
+    assert result.retries == 1
+    assert len(fake_server.received) == 2
+
+
+def test_429_retry_honours_retry_after_ms(fake_server, azure_settings):
+    fake_server.faults.append("429")
+    run(azure_settings, runs=1)
+    first, second = fake_server.received
+    gap = second.started - first.finished
+    assert 0.04 <= gap < 0.9  # retry-after-ms is 50 ms; the SDK's own back-off would be longer than 0.9 s
+
+
+def test_one_failed_run_never_loses_the_others(fake_server, azure_env):
+    settings = load_settings(environ={**azure_env, "REPRO_MAX_RETRIES": "0"}, dotenv_path=None)
+    fake_server.faults.extend(["500", "malformed", "content_filter", "404"])
+    results = run(settings, runs=6, concurrency=1)
+    kinds = [r.error.kind if r.error else "ok" for r in results]
+    assert kinds == ["server", "malformed", "content_filter", "not_found", "ok", "ok"]
+    assert "OPENAI_API_DEPLOY" in results[3].error.message
+
+
+def test_timeout_is_explicit_and_reported(fake_server, azure_env):
+    fake_server.hang_s = 2.0
+    settings = load_settings(environ={**azure_env, "REPRO_TIMEOUT": "0.5", "REPRO_MAX_RETRIES": "0"},
+                             dotenv_path=None)
+    fake_server.faults.append("timeout")
+    [result] = run(settings, runs=1)
+    assert result.error.kind == "timeout"
+    assert "REPRO_TIMEOUT" in result.error.message
+    assert result.latency_ms < 1500
+
+
+def test_auth_failure_names_the_variable_and_never_echoes_the_key(fake_server, azure_env):
+    secret = "wrong-key-SECRET-987654321"
+    settings = load_settings(environ={**azure_env, "OPENAI_API_KEY": secret}, dotenv_path=None)
+    [result] = run(settings, runs=1)
+    assert result.error.kind == "auth"
+    assert result.error.status == 401
+    assert "OPENAI_API_KEY" in result.error.message
+    assert secret not in repr(result) and secret not in json.dumps(result.to_dict(raw=True))
+    assert fake_server.received[0].headers["api-key"] == secret  # the server did get (and echo) it
+
+
+def test_logprobs_are_requested_and_parsed(fake_server, azure_settings):
+    request = RunRequest(prompt="hi", seed=1, logprobs=True, top_logprobs=3)
+    [result] = run(azure_settings, request, runs=1)
+    assert fake_server.received[0].body["logprobs"] is True
+    assert fake_server.received[0].body["top_logprobs"] == 3
+    assert "".join(t.token for t in result.logprobs) == result.text
+    assert len(result.logprobs[0].top) == 3
+    assert result.logprobs[0].top[0].token == result.logprobs[0].token
