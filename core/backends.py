@@ -26,6 +26,7 @@ _attempts: contextvars.ContextVar[list[int]] = contextvars.ContextVar("attempts"
 @runtime_checkable
 class Backend(Protocol):
     info: BackendInfo
+    max_concurrency: int | None  # None: the runner's cap alone decides
 
     async def complete(self, request: RunRequest) -> Completion:
         """Send one request; raise BackendError (with a RunError) when it fails."""
@@ -33,6 +34,8 @@ class Backend(Protocol):
 
 class OpenAIChatBackend:
     """Chat completions through the official SDK's async client (Azure, OpenAI or compatible)."""
+
+    max_concurrency = None
 
     def __init__(self, info: BackendInfo, make_client: Callable[..., openai.AsyncOpenAI], *,
                  model: str, settings: Settings, hints: dict[str, str]):

@@ -58,6 +58,8 @@ def _file_digest(path: str, size: int, mtime: float) -> str:
 class LocalBackend:
     """SmolLM2 through llama-cpp-python, in `deterministic` or `cache` mode (see MODES)."""
 
+    max_concurrency = 1  # one model, one request at a time; the lock below also guards other event loops
+
     def __init__(self, model_path: str | os.PathLike | None = None, mode: str = "deterministic",
                  n_ctx: int = 2048, n_threads: int | None = None):
         if mode not in MODES:
@@ -91,6 +93,11 @@ class LocalBackend:
             self._models[logits_all] = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
                                              n_threads=self.n_threads, logits_all=logits_all, verbose=False)
         return self._models[logits_all]
+
+    def load(self) -> None:
+        """Load the model now rather than on the first request."""
+        with self._lock:
+            self._model(False)
 
     async def complete(self, request: RunRequest) -> Completion:
         return await asyncio.to_thread(self._complete, request)

@@ -6,8 +6,11 @@ A failed run becomes a RunResult with an error; it never cancels or loses the ot
 from __future__ import annotations
 
 import asyncio
+import functools
+import queue
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from core.backends import Backend
 from core.errors import BackendError
@@ -32,8 +35,9 @@ def _elapsed_ms(started: float) -> float:
 
 
 async def iter_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> AsyncIterator[RunResult]:
-    """Start all runs at once (at most plan.concurrency in flight) and yield each result as it completes."""
-    gate = asyncio.Semaphore(plan.concurrency)
+    """Start all runs at once (at most plan.concurrency in flight, fewer if the backend says so) and yield each
+    result as it completes; latency is measured from the moment a run may start."""
+    gate = asyncio.Semaphore(min(plan.concurrency, backend.max_concurrency or plan.concurrency))
     tasks = [asyncio.ensure_future(_one(backend, request, i, gate)) for i in range(plan.runs)]
     try:
         for next_done in asyncio.as_completed(tasks):
@@ -56,3 +60,35 @@ async def run_batch(
         if on_result:
             on_result(result)
     return sorted(results, key=lambda r: r.index)
+
+
+@functools.cache
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for the process, so SDK clients and their open connections live across batches."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="repro-runner", daemon=True).start()
+    return loop
+
+
+def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
+    """The same as iter_runs, for synchronous callers (Streamlit, the command line): each result as it completes.
+
+    Closing the iterator early cancels the runs still in flight.
+    """
+    arrived: queue.Queue = queue.Queue()
+    done = object()
+
+    async def feed() -> None:
+        try:
+            async for result in iter_runs(backend, request, plan):
+                arrived.put(result)
+        finally:
+            arrived.put(done)
+
+    future = asyncio.run_coroutine_threadsafe(feed(), _background_loop())
+    try:
+        while (item := arrived.get()) is not done:
+            yield item
+        future.result()
+    finally:
+        future.cancel()

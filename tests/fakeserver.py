@@ -65,7 +65,7 @@ class FakeChatServer:
         class Handler(_Handler):
             fake = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
@@ -117,6 +117,10 @@ def _logprobs(text: str, top: int) -> dict:
         alternatives += [{"token": f" alt{k}", "logprob": -2.0 - k, "bytes": None} for k in range(max(top - 1, 0))]
         content.append({"token": tok, "logprob": -0.1, "bytes": None, "top_logprobs": alternatives})
     return {"content": content}
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 drops a burst of 50 connects into 1 s SYN retries
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -225,3 +229,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def main() -> None:
+    """Serve in a process of its own (benchmarks, the browser tests): prints the URL, then serves until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--api-key", default=FakeChatServer.api_key)
+    args = parser.parse_args()
+    server = FakeChatServer(latency_s=args.latency, api_key=args.api_key).start()
+    print(server.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

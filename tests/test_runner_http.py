@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from core.backends import make_backend
 from core.config import load_settings
 from core.models import BatchPlan, RunRequest
-from core.runner import iter_runs, run_batch
+from core.runner import iter_runs, run_batch, stream_runs
 
 DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                   temperature=0.1, seed=42, max_tokens=40)
@@ -174,3 +175,13 @@ def test_logprobs_are_requested_and_parsed(fake_server, azure_settings):
     assert "".join(t.token for t in result.logprobs) == result.text
     assert len(result.logprobs[0].top) == 3
     assert result.logprobs[0].top[0].token == result.logprobs[0].token
+
+
+def test_stream_runs_yields_live_and_closing_early_cancels_the_rest(fake_server, azure_settings):
+    fake_server.latency_s = 0.2
+    results = stream_runs(make_backend(azure_settings), DEMO, BatchPlan(8, 2))
+    first = next(results)
+    assert first.ok
+    results.close()
+    time.sleep(0.6)
+    assert len(fake_server.received) <= 4  # 2 in flight + at most the 2 that replaced them; never all 8
