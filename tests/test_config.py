@@ -1,0 +1,122 @@
+"""Settings precedence, provider selection, and bad input refused before anything is sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.backends import make_backend
+from core.config import load_settings
+from core.errors import ConfigurationError, InvalidRequest
+from core.models import BatchPlan, RunRequest
+
+CLASSIC = {"OPENAI_API_BASE": "https://res.openai.azure.com/", "OPENAI_API_VERSION": "2024-06-01",
+           "OPENAI_API_KEY": "azure-key-123456", "OPENAI_API_DEPLOY": "gpt-4o"}
+
+
+def settings(env, **kw):
+    return load_settings(environ=env, dotenv_path=None, **kw)
+
+
+def test_classic_demo_variables_configure_azure_and_keep_the_key_there():
+    s = settings(CLASSIC)
+    assert s.resolve() == "azure"
+    assert s.azure_endpoint == "https://res.openai.azure.com/"
+    assert s.azure_deployment == "gpt-4o"
+    assert s.azure_api_key == "azure-key-123456"
+    assert s.openai_api_key is None  # the key belongs to Azure: never sent to api.openai.com
+    assert s.available() == ["azure", "local"]
+
+
+def test_sdk_names_configure_azure_too():
+    s = settings({"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com", "AZURE_OPENAI_API_KEY": "k-123456",
+                  "OPENAI_API_VERSION": "2024-10-21", "AZURE_OPENAI_DEPLOYMENT": "dep"})
+    info = make_backend(s).info
+    assert (info.provider, info.model, info.endpoint_host, info.api_version) == (
+        "azure", "dep", "x.openai.azure.com", "2024-10-21")
+
+
+def test_auto_prefers_azure_then_compatible_then_openai_then_local():
+    compatible = {"COMPATIBLE_BASE_URL": "http://127.0.0.1:11434/v1", "COMPATIBLE_MODEL": "llama3"}
+    assert settings({**CLASSIC, **compatible}).resolve() == "azure"
+    assert settings({**compatible, "OPENAI_API_KEY": "sk-1234"}).resolve() == "compatible"
+    assert settings({"OPENAI_API_KEY": "sk-1234"}).resolve() == "openai"
+    assert settings({}).resolve() == "local"
+
+
+def test_half_configured_azure_is_skipped_with_a_note_naming_what_is_missing():
+    s = settings({"OPENAI_API_BASE": "https://res.openai.azure.com/", "OPENAI_API_KEY": "k-123456"})
+    assert s.resolve() == "local"
+    [note] = s.notes()
+    assert "OPENAI_API_DEPLOY" in note and "OPENAI_API_VERSION" in note
+
+
+def test_explicit_backend_with_missing_settings_names_them():
+    with pytest.raises(ConfigurationError, match="COMPATIBLE_BASE_URL"):
+        make_backend(settings({}, backend="compatible"))
+
+
+def test_precedence_arguments_over_secrets_over_environment_over_dotenv(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("REPRO_LOCAL_MODE=cache\nREPRO_TIMEOUT=11\nCOMPATIBLE_MODEL=from-dotenv\n")
+    s = load_settings(environ={"REPRO_TIMEOUT": "22", "COMPATIBLE_MODEL": "from-env"}, dotenv_path=dotenv,
+                      secrets={"COMPATIBLE_MODEL": "from-secrets"})
+    assert (s.local_mode, s.timeout_s, s.compatible_model) == ("cache", 22.0, "from-secrets")
+    assert load_settings(environ={}, dotenv_path=dotenv, local_mode="deterministic").local_mode == "deterministic"
+
+
+def test_public_view_and_repr_never_hold_a_secret():
+    s = settings(CLASSIC)
+    assert "azure-key-123456" not in repr(s)
+    public = s.public()
+    assert "azure-key-123456" not in str(public)
+    assert public["azure_api_key_set"] is True
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"REPRO_BACKEND": "bedrock"}, "Unknown backend 'bedrock'"),
+    ({"REPRO_LOCAL_MODE": "fast"}, "Unknown local mode"),
+    ({"REPRO_TIMEOUT": "soon"}, "REPRO_TIMEOUT"),
+    ({"REPRO_TIMEOUT": "0"}, "REPRO_TIMEOUT"),
+])
+def test_bad_settings_are_refused(env, message):
+    with pytest.raises(ConfigurationError, match=message):
+        settings(env)
+
+
+def test_an_endpoint_that_is_not_a_url_is_refused():
+    with pytest.raises(ConfigurationError, match="http\\(s\\) URL"):
+        make_backend(settings({**CLASSIC, "OPENAI_API_BASE": "res.openai.azure.com"}))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"prompt": ""}, "prompt is empty"),
+    ({"prompt": "   \n"}, "prompt is empty"),
+    ({"prompt": "a\x00b"}, "U\\+0000"),
+    ({"prompt": "x" * 32_001}, "limit is 32,000"),
+    ({"temperature": 2.5}, "outside 0–2"),
+    ({"temperature": -0.1}, "outside 0–2"),
+    ({"temperature": "hot"}, "temperature must be a number"),
+    ({"temperature": float("nan")}, "temperature must be a number"),
+    ({"top_p": 0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"seed": True}, "seed must be a whole number"),
+    ({"seed": 2**63}, "signed 64-bit"),
+    ({"seed": -(2**63) - 1}, "signed 64-bit"),
+])
+def test_bad_requests_are_refused_with_the_field_named(fields, message):
+    with pytest.raises(InvalidRequest, match=message):
+        RunRequest(**{"prompt": "hello", **fields})
+
+
+@pytest.mark.parametrize("runs, concurrency", [(0, 1), (101, 1), (5, 0), (2.0, 1)])
+def test_bad_batch_plans_are_refused(runs, concurrency):
+    with pytest.raises(InvalidRequest):
+        BatchPlan(runs, concurrency)
+
+
+def test_valid_unusual_text_round_trips_untouched():
+    text = "שלום 👋🏽 <b>bold</b> e\u0301\ttab\nline"
+    assert RunRequest(prompt=text).prompt == text
+    assert RunRequest(prompt="x", seed=-(2**63)).seed == -(2**63)
