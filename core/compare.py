@@ -1,0 +1,293 @@
+"""Where N answers to the same request agree and where they part: tokens, diffs, groups, similarity, summary.
+
+Pure functions over `RunResult`s; rapidfuzz does every alignment and every similarity. No Streamlit here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from rapidfuzz.distance import Indel
+from rapidfuzz.process import cdist
+
+from core.models import RunResult
+
+Op = Literal["equal", "insert", "delete", "replace"]
+REFINE_MAX_CHARS = 80
+REFINE_MIN_SIMILARITY = 0.5
+_TOO_FEW = ("no successful runs: nothing to compare", "one successful run: nothing to compare it with")
+
+# Scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar) and CJK punctuation;
+# U+3000, the ideographic space, stays whitespace.
+_NO_SPACE = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fdf\u3001-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff9f\U00020000-\U000323af"
+)
+# Combining marks (Unicode category M) that belong to the character before them, so a character token keeps them.
+_MARKS = (
+    "\u0300-\u036f\u0e31\u0e34-\u0e3a\u0e47-\u0e4e\u0eb1\u0eb4-\u0ebc\u0ec8-\u0ecd\u102b-\u103e\u1056-\u1059"
+    "\u105e-\u1060\u1062-\u1064\u1067-\u106d\u1071-\u1074\u1082-\u108d\u108f\u109a-\u109d\u17b4-\u17d3\u17dd"
+    "\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\u302a-\u302f\u3099\u309a\ufe00-\ufe0f\ufe20-\ufe2f\U000e0100-\U000e01ef"
+)
+_TOKEN = re.compile(rf"[^\s{_NO_SPACE}]+\s*|[{_NO_SPACE}][{_MARKS}]*\s*|\s+")
+# What a reader sees as one character: a flag, or a character with its marks, skin tone, tags and ZWJ-joined parts.
+_CHARACTER = re.compile(
+    rf"\r\n|[\U0001f1e6-\U0001f1ff]{{2}}|.(?:[{_MARKS}\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]|\u200d.)*", re.DOTALL
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Words with the whitespace after them (one character each in scripts without spaces); they join back to text."""
+    return _TOKEN.findall(text)
+
+
+def _word_count(tokens: Sequence[str]) -> int:
+    """Tokens that are not whitespace; only a leading token can be whitespace alone."""
+    return len(tokens) - (1 if tokens and tokens[0].isspace() else 0)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the diff: `a` is its text on the left, `b` on the right; `chars` refines a short replace."""
+
+    op: Op
+    a: str
+    b: str
+    chars: tuple[Segment, ...] = ()
+
+
+def _segments(a: Sequence[str], b: Sequence[str], *, refine: bool) -> list[Segment]:
+    """Indel opcodes over two token lists; the inserts and deletes between two equal spans become one segment."""
+    # Indel, not Levenshtein: it keeps a longest common subsequence equal where Levenshtein trades matches for
+    # substitutions, and it measured faster on the benchmark batch.
+    out: list[Segment] = []
+    i = j = 0
+    for op in Indel.opcodes(a, b):
+        if op.tag != "equal":
+            continue
+        if i < op.src_start or j < op.dest_start:
+            out.append(_change("".join(a[i : op.src_start]), "".join(b[j : op.dest_start]), refine=refine))
+        text = "".join(a[op.src_start : op.src_end])
+        out.append(Segment("equal", text, text))
+        i, j = op.src_end, op.dest_end
+    if i < len(a) or j < len(b):
+        out.append(_change("".join(a[i:]), "".join(b[j:]), refine=refine))
+    return out
+
+
+def _change(a: str, b: str, *, refine: bool) -> Segment:
+    if not b:
+        return Segment("delete", a, "")
+    if not a:
+        return Segment("insert", "", b)
+    # Characters marked inside two unrelated words are noise, so only spans at least half alike are refined.
+    short = refine and max(len(a), len(b)) <= REFINE_MAX_CHARS
+    alike = short and Indel.normalized_similarity(a, b) >= REFINE_MIN_SIMILARITY
+    chars = _segments(_CHARACTER.findall(a), _CHARACTER.findall(b), refine=False) if alike else ()
+    return Segment("replace", a, b, tuple(chars))
+
+
+def diff(a: str, b: str) -> list[Segment]:
+    """Token diff; a replace of at most REFINE_MAX_CHARS a side and REFINE_MIN_SIMILARITY alike gets `chars` too."""
+    if a == b:
+        return [Segment("equal", a, b)] if a else []
+    return _segments(tokenize(a), tokenize(b), refine=True)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where two texts part: at the start of the first token that differs."""
+
+    token_index: int
+    """Tokens the two texts share before it."""
+    word_index: int
+    """Word tokens (not whitespace alone; characters, in scripts without spaces) they share before it."""
+    char_offset: int
+    """Code points they share before it: where it starts in either text."""
+
+
+def _divergence(a: Sequence[str], b: Sequence[str]) -> Divergence | None:
+    if a == b:
+        return None
+    shared = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    prefix = a[:shared]
+    return Divergence(shared, _word_count(prefix), sum(map(len, prefix)))
+
+
+def first_divergence(a: str, b: str) -> Divergence | None:
+    """Where a and b first differ, token by token; None when they are equal."""
+    return _divergence(tokenize(a), tokenize(b))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs with the same output: the text (the first run's, for loose groups), how many, and which runs."""
+
+    text: str
+    count: int
+    run_indices: tuple[int, ...]
+
+
+def _loose(text: str) -> str:
+    """The text without any whitespace and case-folded, like `diff -w -i`."""
+    return "".join(text.split()).casefold()
+
+
+def group_outputs(results: Iterable[RunResult], *, loose: bool = False) -> list[Group]:
+    """Successful runs grouped by identical (or `_loose`) text, most frequent first, ties by lowest run index."""
+    texts: dict[str, str] = {}
+    runs: dict[str, list[int]] = {}
+    for result in sorted(results, key=lambda result: result.index):
+        if result.ok:
+            text = result.text or ""
+            key = _loose(text) if loose else text
+            texts.setdefault(key, text)
+            runs.setdefault(key, []).append(result.index)
+    groups = [Group(texts[key], len(indices), tuple(indices)) for key, indices in runs.items()]
+    return sorted(groups, key=lambda group: -group.count)
+
+
+def _scores(texts: Sequence[str], tokens_of: Callable[[str], list[str]]) -> np.ndarray:
+    # Identical outputs are common, so each distinct one is scored once; `queries is choices` halves the rest.
+    distinct = list(dict.fromkeys(texts))
+    position = {text: k for k, text in enumerate(distinct)}
+    tokens = [tokens_of(text) for text in distinct]
+    scores = cdist(tokens, tokens, scorer=Indel.normalized_similarity, dtype=np.float64, workers=-1)
+    order = [position[text] for text in texts]
+    return scores[np.ix_(order, order)]
+
+
+def similarity_matrix(texts: Sequence[str]) -> list[list[float]]:
+    """Normalised Indel similarity of every pair of token lists: 2 × longest common subsequence / total tokens."""
+    return _scores(texts, tokenize).tolist()
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Successful runs per `system_fingerprint`, most frequent first; runs that reported none; several in one batch."""
+
+    counts: dict[str, int]
+    missing: int
+    mixed: bool
+
+
+def count_fingerprints(results: Iterable[RunResult]) -> Fingerprints:
+    counts: dict[str, int] = {}
+    missing = 0
+    for result in results:
+        if not result.ok:
+            continue
+        if result.system_fingerprint is None:
+            missing += 1
+        else:
+            counts[result.system_fingerprint] = counts.get(result.system_fingerprint, 0) + 1
+    ordered = dict(sorted(counts.items(), key=lambda item: -item[1]))
+    return Fingerprints(ordered, missing, len(ordered) > 1)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The batch in numbers; what compares runs is None below two successful runs, and `note` says why."""
+
+    runs: int
+    successful: int
+    errors: int
+    """Failed runs, left out of everything else."""
+    unique_outputs: int
+    modal_count: int
+    """Runs in the largest group of byte-identical outputs."""
+    identical_rate: float | None
+    """modal_count / successful."""
+    all_identical: bool
+    """Every successful run byte-identical, and at least two of them."""
+    first_divergence_word: int | None
+    """The smallest `Divergence.word_index` of a run against the modal output; None when all are identical."""
+    shared_prefix_words: int | None
+    """Word tokens in the token prefix that every successful run shares."""
+    mean_similarity: float | None
+    """Mean of the similarity matrix off its diagonal, 0–1."""
+    min_similarity: float | None
+    fingerprints: Fingerprints
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything `compare` found about the successful runs of a batch."""
+
+    summary: Summary
+    groups: tuple[Group, ...]
+    loose_groups: tuple[Group, ...]
+    modal: str | None
+    matrix: tuple[tuple[float, ...], ...]
+    """`matrix[i][j]` is the similarity of runs `matrix_runs[i]` and `matrix_runs[j]`."""
+    matrix_runs: tuple[int, ...]
+    most_dissimilar: tuple[int, int] | None
+    """The two runs with the lowest similarity (the earliest such pair); None below two runs."""
+    shared_prefix: str
+    """The tokens every successful run starts with; empty below two runs."""
+    divergences: dict[int, Divergence | None]
+    """Each successful run against the modal output."""
+
+    def default_pair(self) -> tuple[int, int] | None:
+        """The modal group's first run and the run least similar to it (earliest on ties); None below two runs."""
+        if len(self.matrix_runs) < 2:
+            return None
+        modal_run = self.groups[0].run_indices[0]
+        row = self.matrix[self.matrix_runs.index(modal_run)]
+        others = (k for k, run in enumerate(self.matrix_runs) if run != modal_run)
+        return modal_run, self.matrix_runs[min(others, key=row.__getitem__)]
+
+
+def compare(results: Sequence[RunResult]) -> Comparison:
+    """Group, score and align the successful runs against the modal output; failed runs only count as errors."""
+    ok = sorted((result for result in results if result.ok), key=lambda result: result.index)
+    n = len(ok)
+    compared = n >= 2
+    texts = [result.text or "" for result in ok]
+    runs = tuple(result.index for result in ok)
+    groups = tuple(group_outputs(ok))
+    modal = groups[0].text if groups else None
+    tokens = {text: tokenize(text) for text in dict.fromkeys(texts)}
+    modal_tokens = tokens[modal] if modal is not None else []
+    by_text = {text: _divergence(text_tokens, modal_tokens) for text, text_tokens in tokens.items()}
+    parted = [divergence for divergence in by_text.values() if divergence is not None]
+    shared = modal_tokens[: min((d.token_index for d in parted), default=len(modal_tokens))] if compared else []
+
+    scores = _scores(texts, tokens.__getitem__)
+    off_diagonal = scores[~np.eye(n, dtype=bool)]
+    upper = np.triu_indices(n, k=1)
+    worst = int(np.argmin(scores[upper])) if compared else None
+    summary = Summary(
+        runs=len(results),
+        successful=n,
+        errors=len(results) - n,
+        unique_outputs=len(groups),
+        modal_count=groups[0].count if groups else 0,
+        identical_rate=groups[0].count / n if compared else None,
+        all_identical=compared and len(groups) == 1,
+        first_divergence_word=min((d.word_index for d in parted), default=None),
+        shared_prefix_words=_word_count(shared) if compared else None,
+        mean_similarity=float(off_diagonal.mean()) if compared else None,
+        min_similarity=float(off_diagonal.min()) if compared else None,
+        fingerprints=count_fingerprints(ok),
+        note=None if compared else _TOO_FEW[n],
+    )
+    return Comparison(
+        summary=summary,
+        groups=groups,
+        loose_groups=tuple(group_outputs(ok, loose=True)),
+        modal=modal,
+        matrix=tuple(map(tuple, scores.tolist())),
+        matrix_runs=runs,
+        most_dissimilar=(runs[upper[0][worst]], runs[upper[1][worst]]) if worst is not None else None,
+        shared_prefix="".join(shared),
+        divergences={run: by_text[text] for run, text in zip(runs, texts)},
+    )
