@@ -1,0 +1,84 @@
+"""`python -m core run` as a user runs it: a real process against the loopback server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES)}
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**clean, **env, "PYTHONPATH": str(ROOT)})
+
+
+def test_json_output_has_request_backend_runs_and_summary(fake_server, azure_env, tmp_path):
+    done = cli("run", "--prompt", "Create a story about red panda.", "--seed", "42", "--runs", "3", "--json",
+               env=azure_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["request"]["seed"] == 42
+    assert data["backend"] == {"provider": "azure", "model": "gpt-test", "endpoint_host": fake_server.url[7:],
+                               "api_version": "2024-06-01", "mode": None}
+    assert [run["index"] for run in data["runs"]] == [0, 1, 2]
+    assert {"text", "error", "system_fingerprint", "latency_ms", "finish_reason", "usage"} <= set(data["runs"][0])
+    assert data["summary"]["unique_outputs"] == 1
+    assert data["summary"]["all_identical"] is True
+    assert fake_server.api_key not in done.stdout + done.stderr
+
+
+def test_expect_identical_fails_when_runs_differ(fake_server, azure_env, tmp_path):
+    fake_server.answers.extend(["The panda slept.", "The panda ate."])
+    done = cli("run", "--prompt", "p", "--runs", "2", "--concurrency", "1", "--expect-identical",
+               env=azure_env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "2 unique of 2 successful" in done.stdout
+    assert "first divergence at word 2" in done.stdout
+
+
+def test_readable_table_shows_each_run_and_errors(fake_server, azure_env, tmp_path):
+    fake_server.faults.append("404")
+    done = cli("run", "--prompt", "p", "--runs", "2", "--concurrency", "1", env=azure_env, cwd=tmp_path)
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("azure gpt-test @ 127.0.0.1")
+    assert any("ERROR not_found" in line for line in lines)
+    assert any("fp_fake_1" in line for line in lines)
+
+
+def test_all_runs_failing_exits_3_without_the_key(fake_server, azure_env, tmp_path):
+    env = {**azure_env, "OPENAI_API_KEY": "bad-key-zzzzzzzzzz"}
+    done = cli("run", "--prompt", "p", "--runs", "2", "--json", env=env, cwd=tmp_path)
+    assert done.returncode == 3
+    assert "bad-key-zzzzzzzzzz" not in done.stdout + done.stderr
+    assert json.loads(done.stdout)["summary"]["errors"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", " "], "prompt is empty"),
+    (["--prompt", "p", "--temperature", "3"], "outside 0–2"),
+    (["--prompt", "p", "--runs", "500"], "runs must be"),
+    (["--prompt", "p", "--seed", "99999999999999999999"], "signed 64-bit"),
+    (["--prompt", "p", "--backend", "compatible"], "COMPATIBLE_BASE_URL"),
+])
+def test_bad_input_exits_2_and_sends_nothing(fake_server, azure_env, tmp_path, args, message):
+    done = cli("run", *args, env=azure_env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert fake_server.received == []
+
+
+def test_dotenv_in_the_working_directory_configures_azure(fake_server, azure_env, tmp_path):
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in azure_env.items()))
+    done = cli("run", "--prompt", "p", "--runs", "1", "--json", env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["backend"]["provider"] == "azure"
+    assert len(fake_server.received) == 1
