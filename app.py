@@ -1,0 +1,10 @@
+"""Repro Lab: send N identical chat requests and see where the answers diverge. Run with `streamlit run app.py`."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Repro Lab", page_icon=":material/difference:", layout="wide")
+page = st.navigation([
+    st.Page("pages/experiment.py", title="Experiment", icon=":material/science:", default=True),
+    st.Page("pages/seed_vs_no_seed.py", title="Seed vs no seed", icon=":material/casino:"),
+])
+page.run()  # each page draws the shared sidebar itself: AppTest loses widgets drawn here on reruns

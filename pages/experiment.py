@@ -1,0 +1,31 @@
+"""Experiment: N identical requests, live run cards, then where and how much the answers diverge."""
+
+import streamlit as st
+
+from core.errors import InvalidRequest
+from ui.prompts import prompt_box
+from ui.sidebar import sidebar
+from ui.results import live_runs, run_cards, show_results
+
+controls = sidebar()
+st.title("Experiment")
+st.caption("The same request, sent N times at once. Identical answers mean the backend reproduced itself; "
+           "where they part is where reproducibility broke.")
+system, prompt = prompt_box("experiment")
+clicked = st.button("Run", type="primary", key="run", icon=":material/play_arrow:",
+                    disabled=controls.backend is None)
+
+if clicked:
+    try:
+        request, plan = controls.request(prompt, system), controls.plan()
+    except InvalidRequest as exc:
+        st.error(f"Nothing was sent: {exc}")
+    else:
+        results = live_runs(controls.backend, request, plan)
+        st.session_state["experiment_results"] = results
+        st.session_state["experiment_count"] = st.session_state.get("experiment_count", 0) + 1
+elif "experiment_results" in st.session_state:
+    run_cards(st.session_state["experiment_results"])
+
+if "experiment_results" in st.session_state:
+    show_results(st.session_state["experiment_results"], key=f"experiment_{st.session_state['experiment_count']}")

@@ -1,0 +1,67 @@
+"""Seed vs no seed: the classic demo in one click, both scenarios with the same parameters, side by side."""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from core.compare import compare, diff
+from core.errors import InvalidRequest
+from core.models import RunResult
+from ui.html import diff_columns, legend
+from ui.prompts import prompt_box
+from ui.results import live_runs, run_cards, verdict
+from ui.sidebar import sidebar
+
+WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”: when the backend computes the same "
+       "logits in a different batch shape (a reused prompt cache, another batch size on a busy server) the last "
+       "bits differ and can flip a near-tie between two tokens. A changed system fingerprint says the backend "
+       "configuration itself changed.")
+
+
+def scenario(title: str, results: list[RunResult]) -> None:
+    """One column: the verdict, the fingerprints, the diff of the two most different runs, the cards."""
+    comparison = compare(results)
+    summary = comparison.summary
+    st.subheader(title)
+    (st.success if summary.all_identical else st.warning)(verdict(summary))
+    counts = summary.fingerprints.counts
+    st.caption("Fingerprints: " + (", ".join(f"`{fp}` ×{n}" for fp, n in counts.items()) or "none reported")
+               + (" — mixed!" if summary.fingerprints.mixed else ""))
+    pair = comparison.default_pair()
+    if pair:
+        texts = {r.index: r.text for r in results if r.ok}
+        st.html(diff_columns(diff(texts[pair[0]], texts[pair[1]]), f"Run {pair[0] + 1}", f"Run {pair[1] + 1}"))
+    with st.expander(f"All {len(results)} runs"):
+        run_cards(results, per_row=1)
+
+
+controls = sidebar()
+st.title("Seed vs no seed")
+st.caption("N requests without a seed and N with one, everything else equal.")
+system, prompt = prompt_box("seed")
+clicked = st.button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
+                    disabled=controls.backend is None)
+columns = [column.empty() for column in st.columns(2)]
+
+if clicked:
+    try:
+        with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
+        without_seed = replace(controls, seed_text=None).request(prompt, system)
+        plan = controls.plan()
+    except InvalidRequest as exc:
+        st.error(f"Nothing was sent: {exc}")
+    else:
+        scenarios = {}
+        for slot, (title, request) in zip(columns, (("Without a seed", without_seed),
+                                                    (f"With seed {with_seed.seed}", with_seed))):
+            with slot.container():
+                st.subheader(title)
+                scenarios[title] = live_runs(controls.backend, request, plan, per_row=2)
+        st.session_state["seed_scenarios"] = scenarios
+
+if "seed_scenarios" in st.session_state:
+    for slot, (title, results) in zip(columns, st.session_state["seed_scenarios"].items()):
+        with slot.container():
+            scenario(title, results)
+    st.html(legend())
+    st.info(WHY)

@@ -1,0 +1,255 @@
+"""The pages' logic with streamlit.testing.v1.AppTest: a scripted backend, and the loopback server as Azure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui.sidebar
+from core.models import RunError
+from tests.scripted import ScriptedBackend, by_seed, texts
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """No provider variable, .env or secrets from the developer's machine; a fresh backend cache."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(PROVIDER_VARIABLES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    ui.sidebar._cached_backend.clear()
+    yield
+    ui.sidebar._cached_backend.clear()
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Make the sidebar hand the pages a ScriptedBackend; returns a setter for its script."""
+    holder = {}
+
+    def use(answer, fingerprints=("fp_scripted",)) -> ScriptedBackend:
+        holder["backend"] = ScriptedBackend(answer, fingerprints)
+        return holder["backend"]
+
+    monkeypatch.setattr(ui.sidebar, "make_backend", lambda settings: holder["backend"])
+    return use
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def html(at: AppTest) -> str:
+    return "\n".join(h.value for h in at.html)
+
+
+def test_experiment_page_starts_with_the_classic_demo(scripted):
+    scripted(texts("x"))
+    at = app()
+    assert at.text_area(key="experiment_system").value == "You always produce 3-sentence answers."
+    assert at.text_area(key="experiment_prompt").value == "Create a story about red panda."
+    assert at.slider(key="temperature").value == 0.1
+    assert at.text_input(key="seed").value == "42"
+    assert at.toggle(key="use_seed").value is True
+    assert at.slider(key="runs").value == 5
+    assert at.button(key="run").label == "Run"
+
+
+def test_a_preset_fills_both_prompts(scripted):
+    scripted(texts("x"))
+    at = app()
+    at.pills(key="experiment_preset").set_value("Factual question").run()
+    assert at.text_area(key="experiment_prompt").value == "What causes the seasons on Earth?"
+    assert at.text_area(key="experiment_system").value == "You answer precisely and briefly."
+
+
+def test_a_run_shows_cards_headline_groups_and_the_diff(scripted):
+    backend = scripted(texts("The red panda ate bamboo today.", "The red panda ate bamboo today.",
+                             "The red panda ate apples today."))
+    at = app()
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert len(backend.calls) == 3
+    assert {r.seed for r in backend.calls} == {42}
+    assert metrics(at) == {"Unique outputs": "2 / 3", "Identical rate": "67%", "First divergence": "after 4 words",
+                           "Mean similarity": "0.889", "Fingerprints": "1"}
+    page = html(at)
+    assert page.count('class="rl-card"') == 3
+    assert "<mark>bamboo </mark>" in page and "<mark>apples </mark>" in page
+    assert "◆ fork" in page
+    assert at.selectbox(key="experiment_1_left").value == 0  # the modal output…
+    assert at.selectbox(key="experiment_1_right").value == 2  # …against the most dissimilar run
+    assert at.info[0].value.startswith("2 distinct outputs of 3")
+
+
+def test_choosing_another_pair_redraws_the_diff_without_sending(scripted):
+    backend = scripted(texts("A cat.", "A dog.", "A cat."))
+    at = app()
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    at.selectbox(key="experiment_1_right").set_value(2).run()
+    assert not at.exception
+    assert len(backend.calls) == 3
+    assert "Run 1 and run 3 are byte-identical." in [s.value for s in at.success]
+
+
+def test_all_identical_is_announced_as_good_news(scripted):
+    scripted(texts("Same words."))
+    at = app()
+    at.button(key="run").click().run()
+    assert at.success[0].value.startswith("All 5 runs are byte-identical.")
+    assert metrics(at)["First divergence"] == "all identical"
+
+
+@pytest.mark.parametrize("widget, value, message", [
+    ("experiment_prompt", "   ", "prompt is empty"),
+    ("seed", "forty-two", "seed must be a whole number"),
+    ("seed", str(2**63), "signed 64-bit"),
+])
+def test_bad_input_sends_nothing_and_names_the_field(scripted, widget, value, message):
+    backend = scripted(texts("x"))
+    at = app()
+    (at.text_area if widget.startswith("experiment") else at.text_input)(key=widget).set_value(value)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert backend.calls == []
+    assert message in at.error[0].value and at.error[0].value.startswith("Nothing was sent")
+
+
+def test_model_output_is_escaped_and_runs_nothing(scripted):
+    payload = '<script>alert(1)</script><img src=x onerror="alert(2)"> & done'
+    scripted(texts(payload, "plain"))
+    at = app()
+    at.slider(key="runs").set_value(2)
+    at.button(key="run").click().run()
+    page = html(at)
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&quot;alert(2)&quot;&gt; &amp; done" in page
+
+
+def test_a_failed_run_shows_in_its_card_and_the_others_stay(scripted):
+    def answer(request, number):
+        return RunError("rate_limit", "Rate limited (429): lower the runs.", 429) if number == 1 else "Fine."
+
+    scripted(answer)
+    at = app()
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    assert not at.exception
+    page = html(at)
+    assert page.count("rl-card rl-failed") == 1
+    assert "Rate limited (429): lower the runs." in page
+    assert "1 of 3 runs failed" in at.error[0].value
+    assert metrics(at)["Unique outputs"] == "1 / 2"
+
+
+def test_mixed_fingerprints_are_flagged(scripted):
+    scripted(texts("Same."), fingerprints=("fp_a", "fp_a", "fp_b"))
+    at = app()
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    assert metrics(at)["Fingerprints"] == "2 (mixed)"
+    assert "`fp_a` ×2, `fp_b` ×1" in at.warning[0].value
+
+
+def test_runs_without_a_fingerprint_are_not_a_second_fingerprint(scripted):
+    scripted(texts("Same."), fingerprints=("fp_a", None))
+    at = app()
+    at.slider(key="runs").set_value(4)
+    at.button(key="run").click().run()
+    assert metrics(at)["Fingerprints"] == "1"
+    assert not at.warning
+
+
+def test_seed_page_runs_both_scenarios_side_by_side(scripted):
+    backend = scripted(by_seed)
+    at = app("pages/seed_vs_no_seed.py")
+    at.slider(key="runs").set_value(4)
+    at.button(key="run_both").click().run()
+    assert not at.exception
+    assert len(backend.calls) == 8
+    assert sum(r.seed is None for r in backend.calls) == 4
+    assert [h.value for h in at.subheader] == ["Without a seed", "With seed 42"]
+    assert at.warning[0].value == "4 distinct outputs of 4; they share the first 2 words, then part."
+    assert at.success[0].value == "All 4 runs are byte-identical."
+    assert "almost always" in at.info[0].value
+
+
+def test_seed_page_uses_42_when_the_sidebar_seed_is_off(scripted):
+    backend = scripted(by_seed)
+    at = app("pages/seed_vs_no_seed.py")
+    at.toggle(key="use_seed").set_value(False)
+    at.button(key="run_both").click().run()
+    assert {r.seed for r in backend.calls} == {None, 42}
+
+
+def test_without_configuration_the_embedded_model_answers_with_a_note():
+    at = app()
+    assert at.selectbox(key="backend").value == "local"
+    assert any("embedded model answers, offline" in i.value for i in at.info)
+    at.slider(key="runs").set_value(2)
+    at.number_input(key="max_tokens").set_value(8)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert metrics(at)["Unique outputs"] == "1 / 2"
+
+
+@pytest.fixture
+def azure(monkeypatch, fake_server, azure_env):
+    for name, value in azure_env.items():
+        monkeypatch.setenv(name, value)
+    return fake_server
+
+
+def test_loopback_azure_deployment_end_to_end(azure):
+    at = app()
+    assert at.selectbox(key="backend").value == "azure"
+    sidebar_text = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "gpt-test" in sidebar_text and "2024-06-01" in sidebar_text and "127.0.0.1" in sidebar_text
+    assert "Key: set" in sidebar_text
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert len(azure.received) == 3
+    assert {r.body["seed"] for r in azure.received} == {42}
+    assert metrics(at)["Unique outputs"] == "1 / 3"
+    assert "fp_fake_1" in html(at)
+
+
+def test_test_connection_reports_success_and_the_exact_failure(azure):
+    at = app()
+    at.button(key="test_connection").click().run()
+    assert at.sidebar.success[0].value.startswith("Connected: gpt-test answered in")
+    azure.faults.append("404")
+    at.button(key="test_connection").click().run()
+    assert at.sidebar.error[0].value.startswith("not_found: Not found (404): check OPENAI_API_DEPLOY")
+
+
+def test_the_key_appears_nowhere_even_when_the_server_echoes_it(azure, monkeypatch):
+    secret = "sk-wrong-SECRET-0000111122223333"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    at = app()
+    at.slider(key="runs").set_value(2)
+    at.button(key="run").click().run()
+    at.button(key="test_connection").click().run()
+    assert azure.received[0].headers["api-key"] == secret
+    everything = repr(at._tree) + html(at) + "".join(e.value for e in at.error) + repr(dict(at.session_state))
+    assert "Incorrect API key provided: ***" in html(at)
+    assert secret not in everything

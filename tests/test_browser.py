@@ -1,0 +1,147 @@
+"""A real Chromium against `streamlit run app.py`, with the loopback server configured as the Azure deployment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
+PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & the red panda slept.'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(_server, tmp_path_factory):
+    """`streamlit run app.py` on a loopback port, configured by environment as the loopback Azure deployment.
+
+    It runs in a folder with only the repo's .streamlit/config.toml, so no developer .env or secrets.toml takes part."""
+    port = _free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES)}
+    env = {**clean, "OPENAI_API_BASE": _server.url, "OPENAI_API_VERSION": "2024-06-01",
+           "OPENAI_API_KEY": _server.api_key, "OPENAI_API_DEPLOY": _server.deployment,
+           "PYTHONPATH": str(ROOT)}
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    (log.parent / ".streamlit").mkdir()
+    shutil.copy(ROOT / ".streamlit" / "config.toml", log.parent / ".streamlit" / "config.toml")
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start: " + log.read_text())
+    yield url
+    process.terminate()
+    process.wait(10)
+    assert _server.api_key not in log.read_text(), "the key reached the app's log"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium (make test does it)")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url: str, scheme: str = "light"):
+    page = browser.new_page(viewport={"width": 1500, "height": 2300}, color_scheme=scheme)
+    page.goto(url)
+    page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
+    return page
+
+
+def settle(page) -> None:
+    """Wait until the script run is over and the lazily drawn elements (metrics, tables, charts) are drawn."""
+    page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
+    page.locator("[data-testid=stSkeleton]").first.wait_for(state="detached", timeout=30_000)
+
+
+def run_experiment(page, runs: int = 3) -> None:
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.locator(".rl-card[data-run]").nth(runs - 1).wait_for(timeout=60_000)
+    page.get_by_text("Side by side").wait_for(timeout=60_000)
+    settle(page)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_run_cards_and_diff_highlights(fake_server, app_url, browser, scheme):
+    fake_server.answers.extend(["The red panda ate bamboo in the quiet forest."] * 4
+                               + ["The red panda ate apples in the quiet forest."])
+    page = open_page(browser, app_url, scheme)
+    run_experiment(page, runs=5)
+    assert page.locator(".rl-card[data-run]").count() == 5
+    assert page.get_by_text("2 distinct outputs of 5").is_visible()
+    left, right = page.locator(".rl-side[data-side=left] mark"), page.locator(".rl-side[data-side=right] mark")
+    assert left.first.inner_text().strip() == "bamboo" and right.first.inner_text().strip() == "apples"
+    assert page.locator(".rl-side .rl-fork").count() == 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"experiment-{scheme}.png", full_page=True)
+    page.close()
+
+
+def test_model_output_with_html_is_shown_as_text_and_runs_nothing(fake_server, app_url, browser):
+    fake_server.answers.extend([PAYLOAD] * 4 + ["The red panda slept."])
+    page = open_page(browser, app_url)
+    run_experiment(page, runs=5)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img[src=x]").count() == 0
+    assert page.locator(".rl-card .rl-text").all_inner_texts().count(PAYLOAD) == 4
+    assert PAYLOAD in page.locator(".rl-side[data-side=left]").inner_text()  # the diff escapes it too
+    page.close()
+
+
+def test_the_key_is_nowhere_in_the_page(fake_server, app_url, browser):
+    page = open_page(browser, app_url)
+    page.get_by_role("button", name="Test connection").click()
+    page.get_by_text("Connected: gpt-test answered").wait_for(timeout=30_000)
+    run_experiment(page, runs=5)
+    assert "Key: set" in page.inner_text("body")
+    assert fake_server.api_key not in page.content()
+    assert fake_server.api_key not in page.inner_text("body")
+    page.close()
+
+
+def test_seed_page_verdicts_side_by_side(fake_server, app_url, browser):
+    page = open_page(browser, app_url)
+    page.get_by_role("link", name="Seed vs no seed").click()
+    page.get_by_role("button", name="Run both").click()
+    page.get_by_text("With seed 42").wait_for(timeout=60_000)
+    page.get_by_text("almost always").wait_for(timeout=60_000)
+    settle(page)
+    assert page.get_by_text("All 5 runs are byte-identical.").is_visible()
+    assert page.get_by_text("5 distinct outputs of 5").is_visible()
+    page.screenshot(path=ARTIFACTS / "seed-vs-no-seed.png", full_page=True)
+    page.close()

@@ -1,0 +1,149 @@
+"""The results view every page shares: live run cards, the headline, groups, the side-by-side diff, the heatmap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.backends import Backend
+from core.compare import Comparison, Summary, compare, diff
+from core.models import BatchPlan, RunRequest, RunResult
+from core.runner import stream_runs
+from ui.html import diff_columns, legend, run_card
+
+CARDS_PER_ROW = 3
+_WAITING = '<div class="rl-card" style="opacity:.45"><div class="rl-meta"><b>Run {n}</b> waiting…</div></div>'
+
+
+def _card_slots(count: int, per_row: int) -> list:
+    slots = []
+    for start in range(0, count, per_row):
+        columns = st.columns(per_row)
+        slots += [columns[k].empty() for k in range(min(per_row, count - start))]
+    return slots
+
+
+def run_cards(results: Sequence[RunResult], per_row: int = CARDS_PER_ROW) -> None:
+    for slot, result in zip(_card_slots(len(results), per_row), results):
+        slot.html(run_card(result))
+
+
+def live_runs(backend: Backend, request: RunRequest, plan: BatchPlan, per_row: int = CARDS_PER_ROW) -> list[RunResult]:
+    """Send the batch and fill a card per run the moment it completes; returns the results by index."""
+    progress = st.progress(0.0, text=f"Sending {plan.runs} identical requests…")
+    slots = _card_slots(plan.runs, per_row)
+    for k, slot in enumerate(slots):
+        slot.html(_WAITING.format(n=k + 1))
+    results = []
+    for result in stream_runs(backend, request, plan):
+        results.append(result)
+        slots[result.index].html(run_card(result))
+        progress.progress(len(results) / plan.runs, text=f"{len(results)} of {plan.runs} runs done")
+    progress.empty()
+    return sorted(results, key=lambda r: r.index)
+
+
+def verdict(summary: Summary) -> str:
+    """One sentence a projector audience reads at a glance."""
+    if summary.note:
+        return summary.note.capitalize() + "."
+    if summary.all_identical:
+        return f"All {summary.successful} runs are byte-identical."
+    return f"{summary.unique_outputs} distinct outputs of {summary.successful}; {_where(summary)}."
+
+
+def _where(summary: Summary) -> str:
+    shared = summary.first_divergence_word
+    if shared == 0:
+        return "they differ from the first word"
+    return f"they share the first {shared} word{'s' if shared != 1 else ''}, then part"
+
+
+def divergence_label(summary: Summary) -> str:
+    """The headline's value: where the runs first part, counted in words the runs share before it."""
+    if summary.all_identical:
+        return "all identical"
+    if summary.first_divergence_word is None:
+        return "–"
+    return "at the first word" if summary.first_divergence_word == 0 else f"after {summary.first_divergence_word} words"
+
+
+def headline(summary: Summary) -> None:
+    columns = st.columns(5)
+    columns[0].metric("Unique outputs", f"{summary.unique_outputs} / {summary.successful}")
+    rate = "–" if summary.identical_rate is None else f"{summary.identical_rate:.0%}"
+    columns[1].metric("Identical rate", rate, help="Runs that match the most common output.")
+    columns[2].metric("First divergence", divergence_label(summary))
+    similarity = "–" if summary.mean_similarity is None else f"{summary.mean_similarity:.3f}"
+    columns[3].metric("Mean similarity", similarity, help="Token-level Indel similarity, 1 = identical.")
+    fingerprints = summary.fingerprints
+    columns[4].metric("Fingerprints", str(len(fingerprints.counts)) + (" (mixed)" if fingerprints.mixed else ""))
+    if fingerprints.mixed:
+        st.warning("This batch was served by several backend configurations: "
+                   + ", ".join(f"`{fp}` ×{n}" for fp, n in fingerprints.counts.items())
+                   + ". Different fingerprints alone can explain different outputs.")
+    if summary.errors:
+        st.error(f"{summary.errors} of {summary.runs} runs failed; their cards say why. "
+                 "They are left out of the statistics.")
+
+
+def _groups(comparison: Comparison) -> None:
+    rows = [{"Runs": ", ".join(str(i + 1) for i in g.run_indices), "Count": g.count,
+             "Output": g.text[:160] + ("…" if len(g.text) > 160 else "")} for g in comparison.groups]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if len(comparison.loose_groups) < len(comparison.groups):
+        st.caption(f"Ignoring whitespace and case, there are {len(comparison.loose_groups)} distinct outputs.")
+
+
+def _diff_picker(results: Sequence[RunResult], comparison: Comparison, key: str) -> None:
+    ok = {r.index: r for r in results if r.ok}
+    left_default, right_default = comparison.default_pair()
+    options = list(ok)
+    label = {i: f"Run {i + 1}" for i in options}
+    pick = st.columns(2)
+    left = pick[0].selectbox("Left", options, index=options.index(left_default), key=f"{key}_left",
+                             format_func=label.get)
+    right = pick[1].selectbox("Right", options, index=options.index(right_default), key=f"{key}_right",
+                              format_func=label.get)
+    a, b = ok[left].text or "", ok[right].text or ""
+    if a == b:
+        st.success(f"Run {left + 1} and run {right + 1} are byte-identical.")
+    st.html(diff_columns(diff(a, b), f"Run {left + 1}", f"Run {right + 1}"))
+    st.html(legend())
+
+
+def _heatmap(comparison: Comparison) -> None:
+    runs = [f"Run {i + 1}" for i in comparison.matrix_runs]
+    cells = pd.DataFrame([{"a": runs[i], "b": runs[j], "similarity": value}
+                          for i, row in enumerate(comparison.matrix) for j, value in enumerate(row)])
+    chart = alt.Chart(cells).mark_rect().encode(
+        x=alt.X("a:N", sort=runs, title=None), y=alt.Y("b:N", sort=runs, title=None),
+        color=alt.Color("similarity:Q", scale=alt.Scale(domain=[min(0.5, float(cells.similarity.min())), 1],
+                                                         scheme="orangered", reverse=True)),
+        tooltip=["a", "b", alt.Tooltip("similarity:Q", format=".3f")],
+    ).properties(height=min(60 + 28 * len(runs), 520))
+    st.altair_chart(chart, width="stretch")
+
+
+def show_results(results: Sequence[RunResult], key: str) -> Comparison:
+    """Everything below the cards: headline, verdict, groups, diff of two runs, similarity heatmap."""
+    comparison = compare(results)
+    summary = comparison.summary
+    headline(summary)
+    if summary.all_identical:
+        st.success(verdict(summary) + " Same seed, same parameters, same answer: reproducible.")
+    else:
+        st.info(verdict(summary))
+    if summary.successful < 2:
+        return comparison
+    with st.expander(f"Groups of identical outputs ({len(comparison.groups)})", expanded=not summary.all_identical):
+        _groups(comparison)
+    st.subheader("Side by side")
+    _diff_picker(results, comparison, key)
+    if summary.successful > 2 and not summary.all_identical:
+        st.subheader("Similarity between runs")
+        _heatmap(comparison)
+    return comparison

@@ -1,0 +1,147 @@
+"""The shared sidebar: which backend answers, and the parameters every page's runs use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import streamlit as st
+
+from core.backends import Backend, make_backend
+from core.config import Settings, load_settings
+from core.errors import ReproError
+from core.local import MODES, LocalBackend
+from core.models import BatchPlan, RunRequest
+from core.runner import stream_runs
+
+PROVIDER_NAMES = {"azure": "Azure OpenAI", "compatible": "OpenAI-compatible server", "openai": "OpenAI",
+                  "local": "Embedded SmolLM2 (offline)"}
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the sidebar decided: the backend (or why there is none) and the run parameters."""
+
+    backend: Backend | None
+    backend_error: str | None
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed_text: str | None
+    runs: int
+    concurrency: int
+
+    def request(self, prompt: str, system: str, *, logprobs: bool = False) -> RunRequest:
+        """A validated request; raises InvalidRequest naming the bad field."""
+        seed_value = None if self.seed_text is None else _parse_seed(self.seed_text)
+        return RunRequest(prompt=prompt, system=system, temperature=self.temperature, top_p=self.top_p,
+                          max_tokens=self.max_tokens, seed=seed_value, logprobs=logprobs)
+
+    def plan(self) -> BatchPlan:
+        return BatchPlan(self.runs, self.concurrency)
+
+
+def _parse_seed(text: str) -> int | str:
+    """An integer when the text is one; else the text itself, so RunRequest refuses it with its own words."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return text
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict()
+    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
+        return {}
+
+
+@st.cache_resource(show_spinner="Preparing the backend (the embedded model loads once)…")
+def _cached_backend(key: str, _settings: Settings) -> Backend:
+    """One backend per distinct configuration per process: the local model loads once, SDK clients keep
+    their connections. `key` is a hash of the settings, so no secret is kept as a cache key."""
+    backend = make_backend(_settings)
+    if isinstance(backend, LocalBackend):
+        backend.load()  # now, so that the first run's latency is the model's, not the loading's
+    return backend
+
+
+def _backend_for(settings: Settings) -> Backend:
+    key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()
+    return _cached_backend(key, settings)
+
+
+def _backend_box(settings: Settings, backend: Backend) -> None:
+    info = backend.info
+    rows = [f"**{PROVIDER_NAMES[info.provider]}**", f"Model: `{info.model}`"]
+    if info.endpoint_host:
+        rows.append(f"Endpoint: `{info.endpoint_host}`")
+    if info.api_version:
+        rows.append(f"API version: `{info.api_version}`")
+    if info.provider != "local":
+        key_set = {"azure": settings.azure_api_key, "openai": settings.openai_api_key,
+                   "compatible": settings.compatible_api_key}[info.provider]
+        rows.append("Key: set" if key_set else "Key: not set")
+    st.markdown("  \n".join(rows))
+
+
+def _test_connection(backend: Backend) -> None:
+    probe = RunRequest(prompt="Reply with the single word OK.", temperature=0.0, max_tokens=3, seed=1)
+    [result] = stream_runs(backend, probe, BatchPlan(1, 1))
+    if result.ok:
+        st.success(f"Connected: {result.model} answered in {result.latency_ms:,.0f} ms "
+                   f"(fingerprint {result.system_fingerprint or 'none'}).")
+    else:
+        st.error(f"{result.error.kind}: {result.error.message}")
+
+
+def sidebar() -> Controls:
+    """Render the sidebar and return its choices."""
+    with st.sidebar:
+        st.header("Backend")
+        backend, backend_error = None, None
+        try:
+            base = load_settings(secrets=_secrets())
+            choices = base.available()
+            default = choices.index(base.resolve()) if base.resolve() in choices else 0
+            provider = st.selectbox("Answers come from", choices, index=default, key="backend",
+                                    format_func=PROVIDER_NAMES.get)
+            local_mode = base.local_mode
+            if provider == "local":
+                local_mode = st.radio("Engine mode", list(MODES), key="local_mode", horizontal=True,
+                                      index=list(MODES).index(base.local_mode),
+                                      format_func={"deterministic": "Deterministic",
+                                                   "cache": "Reuse prompt cache"}.get)
+                st.caption(MODES[local_mode])
+            with st.expander("Advanced"):
+                concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
+                timeout = st.number_input("Timeout per request (s)", 1.0, 600.0, float(base.timeout_s), step=5.0,
+                                          key="timeout")
+            settings = base.with_overrides(backend=provider, local_mode=local_mode, timeout_s=timeout)
+            if provider == "local" and base.backend == "auto" and len(choices) == 1:
+                st.info("No remote backend is configured, so the embedded model answers, offline. "
+                        "Set OPENAI_API_BASE, OPENAI_API_KEY, OPENAI_API_VERSION and OPENAI_API_DEPLOY "
+                        "(in .env or Streamlit secrets) to use Azure OpenAI.")
+            for note in base.notes():
+                st.warning(note)
+            backend = _backend_for(settings)
+            _backend_box(settings, backend)
+            if st.button("Test connection", key="test_connection"):
+                with st.spinner("Sending one tiny request…"):
+                    _test_connection(backend)
+        except ReproError as exc:
+            backend_error = str(exc)
+            st.error(backend_error)
+            concurrency = 10
+
+        st.header("Parameters")
+        temperature = st.slider("Temperature", 0.0, 2.0, 0.1, step=0.05, key="temperature")
+        use_seed = st.toggle("Fixed seed", value=True, key="use_seed")
+        seed_text = st.text_input("Seed", "42", key="seed", disabled=not use_seed,
+                                  help="Any whole number in the signed 64-bit range.")
+        runs = st.slider("Runs (identical requests)", 2, 50, 5, key="runs")
+        max_tokens = st.number_input("Max tokens", 1, 4096, 128, step=16, key="max_tokens")
+        top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
+    return Controls(backend, backend_error, temperature, top_p, int(max_tokens), seed_text if use_seed else None,
+                    runs, concurrency)
