@@ -10,7 +10,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from core.backends import Backend
 from core.errors import BackendError
@@ -34,17 +34,23 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-async def iter_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> AsyncIterator[RunResult]:
-    """Start all runs at once (at most plan.concurrency in flight, fewer if the backend says so) and yield each
-    result as it completes; latency is measured from the moment a run may start."""
-    gate = asyncio.Semaphore(min(plan.concurrency, backend.max_concurrency or plan.concurrency))
-    tasks = [asyncio.ensure_future(_one(backend, request, i, gate)) for i in range(plan.runs)]
+async def iter_requests(backend: Backend, requests: Sequence[RunRequest], concurrency: int) -> AsyncIterator[RunResult]:
+    """Start every request at once (at most `concurrency` in flight, fewer if the backend says so) and yield each
+    result as it completes; a result's index is its request's position, its latency counts from the moment it
+    may start."""
+    gate = asyncio.Semaphore(min(concurrency, backend.max_concurrency or concurrency))
+    tasks = [asyncio.ensure_future(_one(backend, request, i, gate)) for i, request in enumerate(requests)]
     try:
         for next_done in asyncio.as_completed(tasks):
             yield await next_done
     finally:
         for task in tasks:
             task.cancel()
+
+
+def iter_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> AsyncIterator[RunResult]:
+    """N identical requests: iter_requests with the request repeated plan.runs times."""
+    return iter_requests(backend, [request] * plan.runs, plan.concurrency)
 
 
 async def run_batch(
@@ -70,8 +76,8 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
-    """The same as iter_runs, for synchronous callers (Streamlit, the command line): each result as it completes.
+def stream_requests(backend: Backend, requests: Sequence[RunRequest], concurrency: int) -> Iterator[RunResult]:
+    """iter_requests for synchronous callers (Streamlit, the command line): each result as it completes.
 
     Closing the iterator early cancels the runs still in flight.
     """
@@ -80,7 +86,7 @@ def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> Itera
 
     async def feed() -> None:
         try:
-            async for result in iter_runs(backend, request, plan):
+            async for result in iter_requests(backend, requests, concurrency):
                 arrived.put(result)
         finally:
             arrived.put(done)
@@ -92,3 +98,8 @@ def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> Itera
         future.result()
     finally:
         future.cancel()
+
+
+def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
+    """N identical requests, for synchronous callers."""
+    return stream_requests(backend, [request] * plan.runs, plan.concurrency)

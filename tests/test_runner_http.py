@@ -11,7 +11,7 @@ import pytest
 from core.backends import make_backend
 from core.config import load_settings
 from core.models import BatchPlan, RunRequest
-from core.runner import iter_runs, run_batch, stream_runs
+from core.runner import iter_runs, run_batch, stream_requests, stream_runs
 
 DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                   temperature=0.1, seed=42, max_tokens=40)
@@ -185,3 +185,14 @@ def test_stream_runs_yields_live_and_closing_early_cancels_the_rest(fake_server,
     results.close()
     time.sleep(0.6)
     assert len(fake_server.received) <= 4  # 2 in flight + at most the 2 that replaced them; never all 8
+
+
+def test_different_requests_share_one_cap_and_keep_their_positions(fake_server, azure_settings):
+    fake_server.latency_s = 0.2
+    requests = [RunRequest(prompt="p", seed=seed, temperature=t) for seed, t in ((1, 0.0), (2, 0.5), (3, 1.0))] * 2
+    results = sorted(stream_requests(make_backend(azure_settings), requests, 4), key=lambda r: r.index)
+    assert [r.index for r in results] == list(range(6))
+    assert sorted((r.body["seed"], r.body["temperature"]) for r in fake_server.received) == sorted(
+        (q.seed, q.temperature) for q in requests)
+    assert fake_server.peak_in_flight == 4
+    assert results[0].text == results[3].text != results[1].text  # same seed and temperature, same words
