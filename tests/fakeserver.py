@@ -75,6 +75,10 @@ class FakeChatServer:
         self._httpd.server_close()
 
     def reset(self) -> None:
+        """Back to defaults, once the requests a previous test abandoned have finished (they would count as in flight)."""
+        deadline = time.monotonic() + 10
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         defaults = FakeChatServer()
         for name in ("api_key", "deployment", "latency_s", "hang_s", "fingerprint", "logprobs_supported"):
             setattr(self, name, getattr(defaults, name))
