@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -78,6 +79,16 @@ class OpenAIChatBackend:
         return params
 
     async def complete(self, request: RunRequest) -> Completion:
+        try:
+            return await self._complete(request)
+        except BackendError as exc:
+            if not (request.logprobs and exc.error.kind == "bad_request" and "logprob" in exc.error.message.lower()):
+                raise
+        completion = await self._complete(replace(request, logprobs=False))
+        return replace(completion, notice="This deployment does not return logprobs; the run was sent again "
+                                          "without them.")
+
+    async def _complete(self, request: RunRequest) -> Completion:
         attempts = [0]
         _attempts.set(attempts)
         try:

@@ -147,7 +147,7 @@ class RunError:
 
 @dataclass(frozen=True)
 class Completion:
-    """What a backend returns for one request."""
+    """What a backend returns for one request; `notice` says what the backend had to change to get it."""
 
     text: str
     finish_reason: str | None = None
@@ -158,6 +158,7 @@ class Completion:
     logprobs: tuple[TokenLogprob, ...] | None = None
     retries: int = 0
     raw: str | None = field(default=None, repr=False)
+    notice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class RunResult:
     logprobs: tuple[TokenLogprob, ...] | None = None
     retries: int = 0
     raw: str | None = field(default=None, repr=False)
+    notice: str | None = None
 
     @property
     def ok(self) -> bool:

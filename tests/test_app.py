@@ -88,7 +88,7 @@ def test_a_run_shows_cards_headline_groups_and_the_diff(scripted):
     assert not at.exception
     assert len(backend.calls) == 3
     assert {r.seed for r in backend.calls} == {42}
-    assert metrics(at) == {"Unique outputs": "2 / 3", "Identical rate": "67%", "First divergence": "after 4 words",
+    assert metrics(at) == {"Unique outputs": "2 / 3", "Identical rate": "67%", "First divergence": "word 5",
                            "Mean similarity": "0.889", "Fingerprints": "1"}
     page = html(at)
     assert page.count('class="rl-card"') == 3

@@ -196,3 +196,13 @@ def test_different_requests_share_one_cap_and_keep_their_positions(fake_server, 
         (q.seed, q.temperature) for q in requests)
     assert fake_server.peak_in_flight == 4
     assert results[0].text == results[3].text != results[1].text  # same seed and temperature, same words
+
+
+def test_a_deployment_that_rejects_logprobs_gets_the_run_again_without(fake_server, azure_settings):
+    fake_server.logprobs_supported = False
+    [result] = run(azure_settings, RunRequest(prompt="hi", seed=1, logprobs=True), runs=1)
+    assert result.ok, result.error
+    assert result.logprobs is None
+    assert "does not return logprobs" in result.notice
+    first, second = fake_server.received
+    assert first.body["logprobs"] is True and "logprobs" not in second.body

@@ -20,6 +20,7 @@ STYLE = """<style>
 .rl-text{white-space:pre-wrap;word-break:break-word;line-height:1.5;font-size:.98rem;margin:0;max-height:15rem;
   overflow:auto}
 .rl-error{color:rgb(229,72,77);font-weight:600}
+.rl-notice{font-size:.8rem;margin:0 0 .3rem 0;color:rgb(210,153,34)}
 .rl-diff{display:grid;grid-template-columns:1fr 1fr;gap:1rem}
 .rl-diff h4{margin:0 0 .3rem 0;font-size:.95rem}
 .rl-side{border:1px solid rgba(128,128,128,.35);border-radius:.6rem;padding:.8rem 1rem;white-space:pre-wrap;
@@ -59,7 +60,9 @@ def run_card(result: RunResult) -> str:
         body = (f'<p class="rl-text"><span class="rl-error">{escape(result.error.kind)}</span> '
                 f'{escape(result.error.message)}</p>')
         css = "rl-card rl-failed"
-    return f'{STYLE}<div class="{css}" data-run="{result.index}"><div class="rl-meta">{run_meta(result)}</div>{body}</div>'
+    notice = f'<p class="rl-notice">{escape(result.notice)}</p>' if result.notice else ""
+    return (f'{STYLE}<div class="{css}" data-run="{result.index}"><div class="rl-meta">{run_meta(result)}</div>'
+            f'{notice}{body}</div>')
 
 
 def _side(segments: Sequence[Segment], left: bool, *, fork: bool = True) -> str:

@@ -63,12 +63,12 @@ def _where(summary: Summary) -> str:
 
 
 def divergence_label(summary: Summary) -> str:
-    """The headline's value: where the runs first part, counted in words the runs share before it."""
+    """The headline's value: the first word (counted from 1) at which some run leaves the modal output."""
     if summary.all_identical:
         return "all identical"
     if summary.first_divergence_word is None:
         return "–"
-    return "at the first word" if summary.first_divergence_word == 0 else f"after {summary.first_divergence_word} words"
+    return f"word {summary.first_divergence_word + 1}"
 
 
 def headline(summary: Summary) -> None:
@@ -76,7 +76,8 @@ def headline(summary: Summary) -> None:
     columns[0].metric("Unique outputs", f"{summary.unique_outputs} / {summary.successful}")
     rate = "–" if summary.identical_rate is None else f"{summary.identical_rate:.0%}"
     columns[1].metric("Identical rate", rate, help="Runs that match the most common output.")
-    columns[2].metric("First divergence", divergence_label(summary))
+    columns[2].metric("First divergence", divergence_label(summary),
+                      help="The first word at which some run leaves the most common output.")
     similarity = "–" if summary.mean_similarity is None else f"{summary.mean_similarity:.3f}"
     columns[3].metric("Mean similarity", similarity, help="Token-level Indel similarity, 1 = identical.")
     fingerprints = summary.fingerprints
