@@ -142,18 +142,28 @@ def _first(source: Mapping[str, Any], *names: str) -> Any:
     return None
 
 
+def read_sources(
+    secrets: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | os.PathLike | None = ".env",
+) -> dict[str, Any]:
+    """Every variable from .env < environment < secrets (top-level secrets only; sections such as [auth] stay out)."""
+    source: dict[str, Any] = {}
+    if dotenv_path and os.path.exists(dotenv_path):
+        source.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    source.update(os.environ if environ is None else environ)
+    source.update({k: v for k, v in (secrets or {}).items() if not isinstance(v, Mapping)})
+    return source
+
+
 def load_settings(
     secrets: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     dotenv_path: str | os.PathLike | None = ".env",
     **overrides: Any,
 ) -> Settings:
-    """Merge .env < environment < secrets, read the variables, then apply explicit overrides."""
-    source: dict[str, Any] = {}
-    if dotenv_path and os.path.exists(dotenv_path):
-        source.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-    source.update(os.environ if environ is None else environ)
-    source.update({k: v for k, v in (secrets or {}).items() if not isinstance(v, Mapping)})
+    """Merge the sources (see read_sources), read the variables, then apply explicit overrides."""
+    source = read_sources(secrets, environ, dotenv_path)
 
     azure_endpoint = _first(source, "AZURE_OPENAI_ENDPOINT", "OPENAI_API_BASE")
     azure_key = _first(source, "AZURE_OPENAI_API_KEY")

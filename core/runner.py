@@ -6,6 +6,7 @@ A failed run becomes a RunResult with an error; it never cancels or loses the ot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import queue
 import threading
@@ -17,8 +18,9 @@ from core.errors import BackendError
 from core.models import BatchPlan, RunError, RunRequest, RunResult
 
 
-async def _one(backend: Backend, request: RunRequest, index: int, gate: asyncio.Semaphore) -> RunResult:
-    async with gate:
+async def _one(backend: Backend, request: RunRequest, index: int, gate: asyncio.Semaphore,
+               shared_gate: asyncio.Semaphore | None) -> RunResult:
+    async with gate, shared_gate or contextlib.nullcontext():
         started = time.perf_counter()
         try:
             completion = await backend.complete(request)
@@ -34,12 +36,13 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-async def iter_requests(backend: Backend, requests: Sequence[RunRequest], concurrency: int) -> AsyncIterator[RunResult]:
-    """Start every request at once (at most `concurrency` in flight, fewer if the backend says so) and yield each
-    result as it completes; a result's index is its request's position, its latency counts from the moment it
-    may start."""
+async def iter_requests(backend: Backend, requests: Sequence[RunRequest], concurrency: int,
+                        shared_gate: asyncio.Semaphore | None = None) -> AsyncIterator[RunResult]:
+    """Start every request at once (at most `concurrency` in flight, fewer if the backend says so, and within
+    `shared_gate` when several batches share one cap) and yield each result as it completes; a result's index is
+    its request's position, its latency counts from the moment it may start."""
     gate = asyncio.Semaphore(min(concurrency, backend.max_concurrency or concurrency))
-    tasks = [asyncio.ensure_future(_one(backend, request, i, gate)) for i, request in enumerate(requests)]
+    tasks = [asyncio.ensure_future(_one(backend, request, i, gate, shared_gate)) for i, request in enumerate(requests)]
     try:
         for next_done in asyncio.as_completed(tasks):
             yield await next_done
@@ -76,17 +79,26 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def stream_requests(backend: Backend, requests: Sequence[RunRequest], concurrency: int) -> Iterator[RunResult]:
+@functools.cache
+def _process_gate(limit: int) -> asyncio.Semaphore:
+    """The cap every batch of this process shares (used only on the background loop)."""
+    return asyncio.Semaphore(limit)
+
+
+def stream_requests(backend: Backend, requests: Sequence[RunRequest], concurrency: int,
+                    process_limit: int | None = None) -> Iterator[RunResult]:
     """iter_requests for synchronous callers (Streamlit, the command line): each result as it completes.
 
+    `process_limit` caps the requests in flight across every batch of the process (all app sessions at once).
     Closing the iterator early cancels the runs still in flight.
     """
+    shared_gate = _process_gate(process_limit) if process_limit else None
     arrived: queue.Queue = queue.Queue()
     done = object()
 
     async def feed() -> None:
         try:
-            async for result in iter_requests(backend, requests, concurrency):
+            async for result in iter_requests(backend, requests, concurrency, shared_gate):
                 arrived.put(result)
         finally:
             arrived.put(done)
@@ -100,6 +112,7 @@ def stream_requests(backend: Backend, requests: Sequence[RunRequest], concurrenc
         future.cancel()
 
 
-def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
+def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan,
+                process_limit: int | None = None) -> Iterator[RunResult]:
     """N identical requests, for synchronous callers."""
-    return stream_requests(backend, [request] * plan.runs, plan.concurrency)
+    return stream_requests(backend, [request] * plan.runs, plan.concurrency, process_limit)

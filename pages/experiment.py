@@ -14,14 +14,16 @@ st.caption("The same request, sent N times at once. Identical answers mean the b
 system, prompt = prompt_box("experiment")
 clicked = st.button("Run", type="primary", key="run", icon=":material/play_arrow:",
                     disabled=controls.backend is None)
+st.caption("This run: " + controls.cost_line(controls.runs, controls.max_tokens))
 
 if clicked:
     try:
         request, plan = controls.request(prompt, system), controls.plan()
+        controls.admit(plan.runs, request.max_tokens)
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:
-        results = live_runs(controls.backend, request, plan)
+        results = live_runs(controls.stream(request, plan), plan.runs)
         st.session_state["experiment_results"] = results
         st.session_state["experiment_count"] = st.session_state.get("experiment_count", 0) + 1
 elif "experiment_results" in st.session_state:

@@ -41,6 +41,7 @@ st.caption("N requests without a seed and N with one, everything else equal.")
 system, prompt = prompt_box("seed")
 clicked = st.button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
                     disabled=controls.backend is None)
+st.caption("Both scenarios: " + controls.cost_line(2 * controls.runs, controls.max_tokens))
 columns = [column.empty() for column in st.columns(2)]
 
 if clicked:
@@ -48,6 +49,7 @@ if clicked:
         with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         without_seed = replace(controls, seed_text=None).request(prompt, system)
         plan = controls.plan()
+        controls.admit(2 * plan.runs, with_seed.max_tokens)
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:
@@ -56,7 +58,7 @@ if clicked:
                                                     (f"With seed {with_seed.seed}", with_seed))):
             with slot.container():
                 st.subheader(title)
-                scenarios[title] = live_runs(controls.backend, request, plan, per_row=2)
+                scenarios[title] = live_runs(controls.stream(request, plan), plan.runs, per_row=2)
         st.session_state["seed_scenarios"] = scenarios
 
 if "seed_scenarios" in st.session_state:

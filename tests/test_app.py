@@ -253,3 +253,64 @@ def test_the_key_appears_nowhere_even_when_the_server_echoes_it(azure, monkeypat
     everything = repr(at._tree) + html(at) + "".join(e.value for e in at.error) + repr(dict(at.session_state))
     assert "Incorrect API key provided: ***" in html(at)
     assert secret not in everything
+
+
+def test_passcode_gate_shows_only_the_gate_until_the_right_passcode(scripted, monkeypatch):
+    backend = scripted(texts("x"))
+    monkeypatch.setenv("APP_PASSCODE", "red-panda-2026")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert [b.key for b in at.button] == ["enter_passcode"]
+    assert not at.sidebar.slider and not at.text_area
+    at.text_input(key="passcode").set_value("wrong")
+    at.button(key="enter_passcode").click().run()
+    assert at.error[0].value == "That passcode is not right."
+    assert at.session_state["passcode_failures"] == 1
+    at.text_input(key="passcode").set_value("red-panda-2026")
+    at.button(key="enter_passcode").click().run()
+    assert not at.exception
+    assert at.button(key="run").label == "Run"
+    at.button(key="run").click().run()
+    assert len(backend.calls) == 5
+
+
+def test_an_auth_section_in_secrets_requires_sign_in(scripted):
+    scripted(texts("x"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s",
+                          "client_id": "c", "client_secret": "cs",
+                          "server_metadata_url": "https://login.example.invalid/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception
+    assert [b.key for b in at.button] == ["sign_in"]
+    assert not at.text_area
+
+
+def test_limits_bound_the_widgets_and_the_quota_refuses_before_sending(scripted, monkeypatch):
+    backend = scripted(texts("x"))
+    monkeypatch.setenv("REPRO_MAX_RUNS", "8")
+    monkeypatch.setenv("REPRO_REQUESTS_PER_HOUR", "12")
+    at = app()
+    assert at.slider(key="runs").max == 8
+    assert "This run: 5 requests, at most 640 completion tokens · 12 of 12 requests left this hour" in [
+        c.value for c in at.main.caption]
+    at.slider(key="runs").set_value(8)
+    at.button(key="run").click().run()
+    assert len(backend.calls) == 8
+    at.button(key="run").click().run()
+    assert len(backend.calls) == 8
+    assert "needs 8 requests but 4 of your 12 per hour are left" in at.error[0].value
+    assert at.error[0].value.startswith("Nothing was sent")
+
+
+def test_an_open_instance_with_a_paid_backend_says_so(azure):
+    at = app()
+    assert any("open to anyone" in w.value for w in at.sidebar.warning)
+
+
+def test_a_passcode_closes_the_instance_and_the_note_goes(azure, monkeypatch):
+    monkeypatch.setenv("APP_PASSCODE", "pc")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="passcode").set_value("pc")
+    at.button(key="enter_passcode").click().run()
+    assert not any("open to anyone" in w.value for w in at.sidebar.warning)

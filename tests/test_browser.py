@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
+PASSCODE = "red-panda-passcode"
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & the red panda slept.'
 
 
@@ -31,24 +33,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(_server, tmp_path_factory):
-    """`streamlit run app.py` on a loopback port, configured by environment as the loopback Azure deployment.
-
-    It runs in a folder with only the repo's .streamlit/config.toml, so no developer .env or secrets.toml takes part."""
+@contextlib.contextmanager
+def serve_app(folder: Path, env: dict[str, str]):
+    """`streamlit run app.py` on a loopback port, in a folder with only the repo's .streamlit/config.toml, so no
+    developer .env or secrets.toml takes part; yields the URL, and checks the log for the key at the end."""
     port = _free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES)}
-    env = {**clean, "OPENAI_API_BASE": _server.url, "OPENAI_API_VERSION": "2024-06-01",
-           "OPENAI_API_KEY": _server.api_key, "OPENAI_API_DEPLOY": _server.deployment,
-           "PYTHONPATH": str(ROOT)}
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    (log.parent / ".streamlit").mkdir()
-    shutil.copy(ROOT / ".streamlit" / "config.toml", log.parent / ".streamlit" / "config.toml")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("APP_PASSCODE",))}
+    (folder / ".streamlit").mkdir()
+    shutil.copy(ROOT / ".streamlit" / "config.toml", folder / ".streamlit" / "config.toml")
+    log = folder / "streamlit.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+            cwd=folder, env={**clean, **env, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -60,10 +58,31 @@ def app_url(_server, tmp_path_factory):
     else:
         process.kill()
         pytest.fail("streamlit did not start: " + log.read_text())
-    yield url
-    process.terminate()
-    process.wait(10)
-    assert _server.api_key not in log.read_text(), "the key reached the app's log"
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert env.get("OPENAI_API_KEY", "\0") not in log.read_text(), "the key reached the app's log"
+
+
+@pytest.fixture(scope="module")
+def azure_variables(_server) -> dict[str, str]:
+    return {"OPENAI_API_BASE": _server.url, "OPENAI_API_VERSION": "2024-06-01", "OPENAI_API_KEY": _server.api_key,
+            "OPENAI_API_DEPLOY": _server.deployment}
+
+
+@pytest.fixture(scope="module")
+def app_url(azure_variables, tmp_path_factory):
+    """The app, configured by environment as the loopback Azure deployment."""
+    with serve_app(tmp_path_factory.mktemp("app"), azure_variables) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gated_app_url(azure_variables, tmp_path_factory):
+    with serve_app(tmp_path_factory.mktemp("gated"), {**azure_variables, "APP_PASSCODE": PASSCODE}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -144,4 +163,25 @@ def test_seed_page_verdicts_side_by_side(fake_server, app_url, browser):
     assert page.get_by_text("All 5 runs are byte-identical.").is_visible()
     assert page.get_by_text("5 distinct outputs of 5").is_visible()
     page.screenshot(path=ARTIFACTS / "seed-vs-no-seed.png", full_page=True)
+    page.close()
+
+
+def test_a_visitor_without_the_passcode_sees_only_the_gate(fake_server, gated_app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(gated_app_url)
+    page.get_by_role("button", name="Enter").wait_for(timeout=60_000)
+    settle(page)
+    body = page.inner_text("body")
+    assert "Enter the passcode" in body
+    for hidden in ("Run", "Temperature", "Azure OpenAI", "gpt-test", "Test connection"):
+        assert hidden not in body
+    page.get_by_label("Passcode", exact=True).and_(page.locator("input")).fill("not it")
+    page.get_by_role("button", name="Enter").click()
+    page.get_by_text("That passcode is not right.").wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "gate.png")
+    page.get_by_label("Passcode", exact=True).and_(page.locator("input")).fill(PASSCODE)
+    page.get_by_role("button", name="Enter").click()
+    page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
+    assert fake_server.received == []
     page.close()

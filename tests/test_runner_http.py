@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import pytest
@@ -206,3 +207,20 @@ def test_a_deployment_that_rejects_logprobs_gets_the_run_again_without(fake_serv
     assert "does not return logprobs" in result.notice
     first, second = fake_server.received
     assert first.body["logprobs"] is True and "logprobs" not in second.body
+
+
+def test_a_process_wide_cap_holds_across_simultaneous_batches(fake_server, azure_settings):
+    fake_server.latency_s = 0.15
+    backend = make_backend(azure_settings)
+    counts = []
+
+    def session():
+        counts.append(sum(r.ok for r in stream_runs(backend, DEMO, BatchPlan(8, 8), process_limit=5)))
+
+    threads = [threading.Thread(target=session) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == [8, 8, 8]
+    assert fake_server.peak_in_flight == 5

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.backends import Backend
 from core.compare import Comparison, Summary, compare, diff
-from core.models import BatchPlan, RunRequest, RunResult
-from core.runner import stream_runs
+from core.models import RunResult
 from ui.html import diff_columns, legend, run_card
 
 CARDS_PER_ROW = 3
@@ -31,17 +29,17 @@ def run_cards(results: Sequence[RunResult], per_row: int = CARDS_PER_ROW) -> Non
         slot.html(run_card(result))
 
 
-def live_runs(backend: Backend, request: RunRequest, plan: BatchPlan, per_row: int = CARDS_PER_ROW) -> list[RunResult]:
-    """Send the batch and fill a card per run the moment it completes; returns the results by index."""
-    progress = st.progress(0.0, text=f"Sending {plan.runs} identical requests…")
-    slots = _card_slots(plan.runs, per_row)
+def live_runs(arriving: Iterable[RunResult], total: int, per_row: int = CARDS_PER_ROW) -> list[RunResult]:
+    """Fill a card per run the moment it arrives; returns the results by index."""
+    progress = st.progress(0.0, text=f"Sending {total} identical requests…")
+    slots = _card_slots(total, per_row)
     for k, slot in enumerate(slots):
         slot.html(_WAITING.format(n=k + 1))
     results = []
-    for result in stream_runs(backend, request, plan):
+    for result in arriving:
         results.append(result)
         slots[result.index].html(run_card(result))
-        progress.progress(len(results) / plan.runs, text=f"{len(results)} of {plan.runs} runs done")
+        progress.progress(len(results) / total, text=f"{len(results)} of {total} runs done")
     progress.empty()
     return sorted(results, key=lambda r: r.index)
 

@@ -1,27 +1,32 @@
-"""The shared sidebar: which backend answers, and the parameters every page's runs use."""
+"""The shared sidebar: who may use the instance, which backend answers, and the parameters every page's runs use."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import streamlit as st
 
 from core.backends import Backend, make_backend
-from core.config import Settings, load_settings
+from core.config import Settings, load_settings, read_sources
 from core.errors import ReproError
+from core.limits import Limits, Quota, load_limits
 from core.local import MODES, LocalBackend
-from core.models import BatchPlan, RunRequest
+from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
+from ui.access import require_access
 
 PROVIDER_NAMES = {"azure": "Azure OpenAI", "compatible": "OpenAI-compatible server", "openai": "OpenAI",
                   "local": "Embedded SmolLM2 (offline)"}
+PAID = ("azure", "openai")
 
 
 @dataclass(frozen=True)
 class Controls:
-    """What the sidebar decided: the backend (or why there is none) and the run parameters."""
+    """What the sidebar decided: the backend (or why there is none), the run parameters, limits and quota."""
 
     backend: Backend | None
     backend_error: str | None
@@ -31,6 +36,8 @@ class Controls:
     seed_text: str | None
     runs: int
     concurrency: int
+    limits: Limits
+    quota: Quota
 
     def request(self, prompt: str, system: str, *, logprobs: bool = False) -> RunRequest:
         """A validated request; raises InvalidRequest naming the bad field."""
@@ -40,6 +47,19 @@ class Controls:
 
     def plan(self) -> BatchPlan:
         return BatchPlan(self.runs, self.concurrency)
+
+    def admit(self, requests: int, max_tokens: int, *, sweep: bool = False) -> None:
+        """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it."""
+        self.limits.check(requests, max_tokens, sweep=sweep)
+        self.quota.take(requests)
+
+    def stream(self, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
+        """The batch's results as they complete, under the cap all sessions of this process share."""
+        return stream_runs(self.backend, request, plan, process_limit=self.limits.global_concurrency)
+
+    def cost_line(self, requests: int, max_tokens: int) -> str:
+        return (f"{requests} requests, at most {requests * max_tokens:,} completion tokens · "
+                f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour")
 
 
 def _parse_seed(text: str) -> int | str:
@@ -72,6 +92,21 @@ def _backend_for(settings: Settings) -> Backend:
     return _cached_backend(key, settings)
 
 
+@st.cache_resource
+def _quotas() -> tuple[dict[str, Quota], threading.Lock]:
+    """Every visitor's quota in this process, by identity (a signed-in user keeps theirs across sessions)."""
+    return {}, threading.Lock()
+
+
+def _quota_for(identity: str, per_hour: int) -> Quota:
+    quotas, lock = _quotas()
+    with lock:
+        quota = quotas.get(identity)
+        if quota is None or quota.per_hour != per_hour:
+            quota = quotas[identity] = Quota(per_hour)
+        return quota
+
+
 def _backend_box(settings: Settings, backend: Backend) -> None:
     info = backend.info
     rows = [f"**{PROVIDER_NAMES[info.provider]}**", f"Model: `{info.model}`"]
@@ -86,9 +121,9 @@ def _backend_box(settings: Settings, backend: Backend) -> None:
     st.markdown("  \n".join(rows))
 
 
-def _test_connection(backend: Backend) -> None:
+def _test_connection(backend: Backend, limits: Limits) -> None:
     probe = RunRequest(prompt="Reply with the single word OK.", temperature=0.0, max_tokens=3, seed=1)
-    [result] = stream_runs(backend, probe, BatchPlan(1, 1))
+    [result] = stream_runs(backend, probe, BatchPlan(1, 1), process_limit=limits.global_concurrency)
     if result.ok:
         st.success(f"Connected: {result.model} answered in {result.latency_ms:,.0f} ms "
                    f"(fingerprint {result.system_fingerprint or 'none'}).")
@@ -96,52 +131,63 @@ def _test_connection(backend: Backend) -> None:
         st.error(f"{result.error.kind}: {result.error.message}")
 
 
+def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
+    """The backend widgets; returns the chosen settings and the per-batch concurrency."""
+    choices = base.available()
+    default = choices.index(base.resolve()) if base.resolve() in choices else 0
+    provider = st.selectbox("Answers come from", choices, index=default, key="backend", format_func=PROVIDER_NAMES.get)
+    local_mode = base.local_mode
+    if provider == "local":
+        local_mode = st.radio("Engine mode", list(MODES), key="local_mode", horizontal=True,
+                              index=list(MODES).index(base.local_mode),
+                              format_func={"deterministic": "Deterministic", "cache": "Reuse prompt cache"}.get)
+        st.caption(MODES[local_mode])
+    with st.expander("Advanced"):
+        concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
+        timeout = st.number_input("Timeout per request (s)", 1.0, 600.0, float(base.timeout_s), step=5.0,
+                                  key="timeout")
+    if provider == "local" and base.backend == "auto" and len(choices) == 1:
+        st.info("No remote backend is configured, so the embedded model answers, offline. "
+                "Set OPENAI_API_BASE, OPENAI_API_KEY, OPENAI_API_VERSION and OPENAI_API_DEPLOY "
+                "(in .env or Streamlit secrets) to use Azure OpenAI.")
+    if provider in PAID and not gated:
+        st.warning("This instance is open to anyone who can reach it, and it spends a paid backend. "
+                   "Set APP_PASSCODE or an [auth] section in the secrets to close it.")
+    for note in base.notes():
+        st.warning(note)
+    return base.with_overrides(backend=provider, local_mode=local_mode, timeout_s=timeout), concurrency
+
+
 def sidebar() -> Controls:
-    """Render the sidebar and return its choices."""
+    """Render the access gate and the sidebar; return the visitor's choices."""
+    secrets = _secrets()
+    source = read_sources(secrets)
+    identity = require_access(secrets, source)
+    gated = not identity.startswith("session:") or bool(source.get("APP_PASSCODE"))
     with st.sidebar:
         st.header("Backend")
-        backend, backend_error = None, None
+        backend, backend_error, concurrency, limits = None, None, 10, Limits()
         try:
-            base = load_settings(secrets=_secrets())
-            choices = base.available()
-            default = choices.index(base.resolve()) if base.resolve() in choices else 0
-            provider = st.selectbox("Answers come from", choices, index=default, key="backend",
-                                    format_func=PROVIDER_NAMES.get)
-            local_mode = base.local_mode
-            if provider == "local":
-                local_mode = st.radio("Engine mode", list(MODES), key="local_mode", horizontal=True,
-                                      index=list(MODES).index(base.local_mode),
-                                      format_func={"deterministic": "Deterministic",
-                                                   "cache": "Reuse prompt cache"}.get)
-                st.caption(MODES[local_mode])
-            with st.expander("Advanced"):
-                concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
-                timeout = st.number_input("Timeout per request (s)", 1.0, 600.0, float(base.timeout_s), step=5.0,
-                                          key="timeout")
-            settings = base.with_overrides(backend=provider, local_mode=local_mode, timeout_s=timeout)
-            if provider == "local" and base.backend == "auto" and len(choices) == 1:
-                st.info("No remote backend is configured, so the embedded model answers, offline. "
-                        "Set OPENAI_API_BASE, OPENAI_API_KEY, OPENAI_API_VERSION and OPENAI_API_DEPLOY "
-                        "(in .env or Streamlit secrets) to use Azure OpenAI.")
-            for note in base.notes():
-                st.warning(note)
+            limits = load_limits(source)
+            settings, concurrency = _choose_backend(load_settings(secrets=secrets), gated)
             backend = _backend_for(settings)
             _backend_box(settings, backend)
             if st.button("Test connection", key="test_connection"):
                 with st.spinner("Sending one tiny request…"):
-                    _test_connection(backend)
+                    _test_connection(backend, limits)
         except ReproError as exc:
             backend_error = str(exc)
             st.error(backend_error)
-            concurrency = 10
 
         st.header("Parameters")
         temperature = st.slider("Temperature", 0.0, 2.0, 0.1, step=0.05, key="temperature")
         use_seed = st.toggle("Fixed seed", value=True, key="use_seed")
         seed_text = st.text_input("Seed", "42", key="seed", disabled=not use_seed,
                                   help="Any whole number in the signed 64-bit range.")
-        runs = st.slider("Runs (identical requests)", 2, 50, 5, key="runs")
-        max_tokens = st.number_input("Max tokens", 1, 4096, 128, step=16, key="max_tokens")
+        runs = st.slider("Runs (identical requests)", 2, max(2, limits.max_runs), min(5, limits.max_runs), key="runs")
+        max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, min(128, limits.max_tokens), step=16,
+                                     key="max_tokens")
         top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
+    quota = _quota_for(identity, limits.requests_per_hour)
     return Controls(backend, backend_error, temperature, top_p, int(max_tokens), seed_text if use_seed else None,
-                    runs, concurrency)
+                    runs, concurrency, limits, quota)

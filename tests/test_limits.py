@@ -1,0 +1,71 @@
+"""Limits per experiment and the hourly quota: refused before anything is sent, with the variable named."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConfigurationError, InvalidRequest
+from core.limits import Limits, Quota, load_limits
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_defaults_and_overrides_from_variables():
+    assert load_limits({}) == Limits()
+    limits = load_limits({"REPRO_MAX_RUNS": "20", "REPRO_GLOBAL_CONCURRENCY": "4", "REPRO_MAX_TOKENS": ""})
+    assert (limits.max_runs, limits.global_concurrency, limits.max_tokens) == (20, 4, 1024)
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"REPRO_MAX_RUNS": "many"}, "REPRO_MAX_RUNS must be a whole number"),
+    ({"REPRO_MAX_RUNS": "0"}, "REPRO_MAX_RUNS must be a whole number from 1 to 100"),
+    ({"REPRO_REQUESTS_PER_HOUR": "-5"}, "REPRO_REQUESTS_PER_HOUR"),
+])
+def test_bad_limit_variables_are_refused(source, message):
+    with pytest.raises(ConfigurationError, match=message):
+        load_limits(source)
+
+
+def test_an_experiment_over_the_limits_is_refused():
+    limits = Limits(max_runs=10, max_tokens=200)
+    limits.check(10, 200)
+    with pytest.raises(InvalidRequest, match="11 runs is over this instance's limit of 10 \\(REPRO_MAX_RUNS\\)"):
+        limits.check(11, 100)
+    with pytest.raises(InvalidRequest, match="REPRO_MAX_TOKENS"):
+        limits.check(5, 201)
+
+
+def test_quota_counts_a_sliding_hour():
+    clock = Clock()
+    quota = Quota(10, clock)
+    quota.take(6)
+    clock.now += 1800
+    quota.take(4)
+    assert quota.remaining() == 0
+    with pytest.raises(InvalidRequest, match="needs 3 requests but 0 of your 10 per hour are left.*30 min"):
+        quota.take(3)
+    clock.now += 1801  # the first six are now more than an hour old
+    assert quota.remaining() == 6
+    quota.take(6)
+    assert quota.remaining() == 0
+
+
+def test_a_refused_request_takes_nothing():
+    quota = Quota(5, Clock())
+    quota.take(3)
+    with pytest.raises(InvalidRequest):
+        quota.take(3)
+    assert quota.remaining() == 2
+
+
+def test_a_sweep_is_checked_against_its_own_limit():
+    limits = Limits(max_runs=10, max_sweep_requests=60)
+    limits.check(60, 100, sweep=True)
+    with pytest.raises(InvalidRequest, match="61 requests in one sweep is over this instance's limit of 60"):
+        limits.check(61, 100, sweep=True)
