@@ -71,7 +71,19 @@ async def run_batch(
     return sorted(results, key=lambda r: r.index)
 
 
-@functools.cache
+def _once(func):
+    """functools.cache, safe when several threads (app sessions) make the first call at the same moment."""
+    cached, lock = functools.cache(func), threading.Lock()
+
+    @functools.wraps(func)
+    def wrapper(*args):
+        with lock:
+            return cached(*args)
+
+    return wrapper
+
+
+@_once
 def _background_loop() -> asyncio.AbstractEventLoop:
     """One event loop for the process, so SDK clients and their open connections live across batches."""
     loop = asyncio.new_event_loop()
@@ -79,7 +91,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-@functools.cache
+@_once
 def _process_gate(limit: int) -> asyncio.Semaphore:
     """The cap every batch of this process shares (used only on the background loop)."""
     return asyncio.Semaphore(limit)

@@ -134,6 +134,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
+    def do_GET(self) -> None:
+        """/stats: what arrived so far, for a benchmark that runs this server in a process of its own."""
+        if self.path != "/stats":
+            return self._error(404, f"no route {self.path}", "NotFound")
+        stats = {"received": len(self.fake.received), "peak_in_flight": self.fake.peak_in_flight,
+                 "seeds": [r.body.get("seed") for r in self.fake.received]}
+        return self._send(200, json.dumps(stats).encode(), {})
+
     def do_POST(self) -> None:
         fake = self.fake
         split = urlsplit(self.path)

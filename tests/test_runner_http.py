@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +227,37 @@ def test_a_process_wide_cap_holds_across_simultaneous_batches(fake_server, azure
         thread.join()
     assert counts == [8, 8, 8]
     assert fake_server.peak_in_flight == 5
+
+
+SIMULTANEOUS_SESSIONS = """
+import sys, threading
+from core.backends import make_backend
+from core.config import load_settings
+from core.models import BatchPlan, RunRequest
+from core.runner import stream_runs
+
+url, key = sys.argv[1], sys.argv[2]
+backend = make_backend(load_settings(environ={"OPENAI_API_BASE": url, "OPENAI_API_VERSION": "2024-06-01",
+    "OPENAI_API_KEY": key, "OPENAI_API_DEPLOY": "gpt-test"}, dotenv_path=None))
+barrier, counts = threading.Barrier(10), []
+
+def session():
+    barrier.wait()  # every thread makes its first call into the runner at the same moment
+    counts.append(sum(r.ok for r in stream_runs(backend, RunRequest(prompt="p", seed=1), BatchPlan(6, 6),
+                                                process_limit=3)))
+
+threads = [threading.Thread(target=session) for _ in range(10)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(sorted(counts))
+"""
+
+
+def test_sessions_that_start_at_the_same_moment_share_one_loop_and_finish(fake_server):
+    """Regression: racing first calls once built two event loops, and a gate shared across them hung 7 of 10."""
+    fake_server.latency_s = 0.1
+    done = subprocess.run([sys.executable, "-c", SIMULTANEOUS_SESSIONS, fake_server.url, fake_server.api_key],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip() == str([6] * 10), done.stderr
+    assert len(fake_server.received) == 60
+    assert fake_server.peak_in_flight == 3
