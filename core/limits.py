@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from core.errors import ConfigurationError, InvalidRequest
-from core.models import MAX_RUNS, MAX_TOKENS_LIMIT
+from core.models import MAX_PROMPT_CHARS, MAX_RUNS, MAX_TOKENS_LIMIT, RunRequest
 
 HOUR_S = 3600.0
 
@@ -22,33 +22,40 @@ class Limits:
 
     max_runs: int = 50
     max_tokens: int = 1024
+    max_prompt_chars: int = 8000
     max_sweep_requests: int = 300
     confirm_above: int = 100
     requests_per_hour: int = 600
     global_concurrency: int = 16
 
     def __post_init__(self) -> None:
-        bounds = {"max_runs": MAX_RUNS, "max_tokens": MAX_TOKENS_LIMIT, "max_sweep_requests": 100_000,
+        bounds = {"max_runs": MAX_RUNS, "max_tokens": MAX_TOKENS_LIMIT, "max_prompt_chars": MAX_PROMPT_CHARS,
+                  "max_sweep_requests": 100_000,
                   "confirm_above": 100_000, "requests_per_hour": 10_000_000, "global_concurrency": 1_000}
         for name, top in bounds.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
                 raise ConfigurationError(f"{VARIABLES[name]} must be a whole number from 1 to {top:,}, got {value!r}.")
 
-    def check(self, requests: int, max_tokens: int, *, sweep: bool = False) -> None:
+    def check(self, request: RunRequest, requests: int, *, sweep: bool = False) -> None:
         """Refuse an experiment (or a sweep) over the limits, naming the limit and its variable."""
         name, what = ("max_sweep_requests", "requests in one sweep") if sweep else ("max_runs", "runs")
         if requests > getattr(self, name):
             raise InvalidRequest(f"{requests} {what} is over this instance's limit of {getattr(self, name)} "
                                  f"({VARIABLES[name]}).")
-        if max_tokens > self.max_tokens:
-            raise InvalidRequest(f"max_tokens {max_tokens} is over this instance's limit of {self.max_tokens} "
+        if request.max_tokens > self.max_tokens:
+            raise InvalidRequest(f"max_tokens {request.max_tokens} is over this instance's limit of {self.max_tokens} "
                                  f"({VARIABLES['max_tokens']}).")
+        for label, text in (("prompt", request.prompt), ("system prompt", request.system)):
+            if len(text) > self.max_prompt_chars:
+                raise InvalidRequest(f"The {label} has {len(text):,} characters; this instance allows "
+                                     f"{self.max_prompt_chars:,} ({VARIABLES['max_prompt_chars']}). Shorten it.")
 
 
 VARIABLES = {
     "max_runs": "REPRO_MAX_RUNS",
     "max_tokens": "REPRO_MAX_TOKENS",
+    "max_prompt_chars": "REPRO_MAX_PROMPT_CHARS",
     "max_sweep_requests": "REPRO_MAX_SWEEP_REQUESTS",
     "confirm_above": "REPRO_CONFIRM_ABOVE",
     "requests_per_hour": "REPRO_REQUESTS_PER_HOUR",

@@ -19,7 +19,7 @@ st.caption("This run: " + controls.cost_line(controls.runs, controls.max_tokens)
 if clicked:
     try:
         request, plan = controls.request(prompt, system), controls.plan()
-        controls.admit(plan.runs, request.max_tokens)
+        controls.admit(request, plan.runs)
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:

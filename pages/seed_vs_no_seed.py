@@ -49,7 +49,7 @@ if clicked:
         with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         without_seed = replace(controls, seed_text=None).request(prompt, system)
         plan = controls.plan()
-        controls.admit(2 * plan.runs, with_seed.max_tokens)
+        controls.admit(with_seed, 2 * plan.runs)
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:

@@ -314,3 +314,13 @@ def test_a_passcode_closes_the_instance_and_the_note_goes(azure, monkeypatch):
     at.text_input(key="passcode").set_value("pc")
     at.button(key="enter_passcode").click().run()
     assert not any("open to anyone" in w.value for w in at.sidebar.warning)
+
+
+def test_a_prompt_over_the_configured_size_is_refused(scripted, monkeypatch):
+    backend = scripted(texts("x"))
+    monkeypatch.setenv("REPRO_MAX_PROMPT_CHARS", "20")
+    at = app()
+    at.text_area(key="experiment_prompt").set_value("A prompt of more than twenty characters.")
+    at.button(key="run").click().run()
+    assert backend.calls == []
+    assert "this instance allows 20 (REPRO_MAX_PROMPT_CHARS)" in at.error[0].value

@@ -6,6 +6,7 @@ import pytest
 
 from core.errors import ConfigurationError, InvalidRequest
 from core.limits import Limits, Quota, load_limits
+from core.models import RunRequest
 
 
 class Clock:
@@ -32,13 +33,21 @@ def test_bad_limit_variables_are_refused(source, message):
         load_limits(source)
 
 
+def request(**fields) -> RunRequest:
+    return RunRequest(**{"prompt": "Create a story about red panda.", "max_tokens": 100, **fields})
+
+
 def test_an_experiment_over_the_limits_is_refused():
-    limits = Limits(max_runs=10, max_tokens=200)
-    limits.check(10, 200)
+    limits = Limits(max_runs=10, max_tokens=200, max_prompt_chars=40)
+    limits.check(request(max_tokens=200), 10)
     with pytest.raises(InvalidRequest, match="11 runs is over this instance's limit of 10 \\(REPRO_MAX_RUNS\\)"):
-        limits.check(11, 100)
+        limits.check(request(), 11)
     with pytest.raises(InvalidRequest, match="REPRO_MAX_TOKENS"):
-        limits.check(5, 201)
+        limits.check(request(max_tokens=201), 5)
+    with pytest.raises(InvalidRequest, match="The prompt has 41 characters; this instance allows 40"):
+        limits.check(request(prompt="x" * 41), 5)
+    with pytest.raises(InvalidRequest, match="The system prompt has 41 characters.*REPRO_MAX_PROMPT_CHARS"):
+        limits.check(request(system="y" * 41), 5)
 
 
 def test_quota_counts_a_sliding_hour():
@@ -66,6 +75,6 @@ def test_a_refused_request_takes_nothing():
 
 def test_a_sweep_is_checked_against_its_own_limit():
     limits = Limits(max_runs=10, max_sweep_requests=60)
-    limits.check(60, 100, sweep=True)
+    limits.check(request(), 60, sweep=True)
     with pytest.raises(InvalidRequest, match="61 requests in one sweep is over this instance's limit of 60"):
-        limits.check(61, 100, sweep=True)
+        limits.check(request(), 61, sweep=True)

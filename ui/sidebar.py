@@ -48,9 +48,9 @@ class Controls:
     def plan(self) -> BatchPlan:
         return BatchPlan(self.runs, self.concurrency)
 
-    def admit(self, requests: int, max_tokens: int, *, sweep: bool = False) -> None:
+    def admit(self, request: RunRequest, requests: int, *, sweep: bool = False) -> None:
         """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it."""
-        self.limits.check(requests, max_tokens, sweep=sweep)
+        self.limits.check(request, requests, sweep=sweep)
         self.quota.take(requests)
 
     def stream(self, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
