@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PORT   ?= 8501
 
-.PHONY: run test browser bench
+.PHONY: run test system bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,11 +16,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
-# The browser tests drive Debian's Chromium; install it when it is missing (needs root, as on CI).
-browser:
-	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+# The browser tests drive Debian's Chromium and the history tests start a throwaway PostgreSQL;
+# install what is missing from Debian's packages (needs root, as on CI).
+system:
+	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -q && apt-get install -y -q chromium postgresql; }
 
-test: $(STAMP) browser
+test: $(STAMP) system
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -3,6 +3,8 @@
     ReproError                  base: every message is safe to show a user
     ├── InvalidRequest          a request or batch value is wrong; nothing was sent
     ├── ConfigurationError      a backend is missing a setting or has a wrong one
+    ├── InvalidImport           a file that is not a valid experiment export; says what is wrong with it
+    ├── UnknownExperiment       no experiment with that id in the history (never saved, or deleted)
     └── BackendError            one request failed; carries a RunError that the runner stores on the run
 """
 
@@ -24,6 +26,14 @@ class InvalidRequest(ReproError, ValueError):
 
 
 class ConfigurationError(ReproError):
+    pass
+
+
+class InvalidImport(ReproError, ValueError):
+    pass
+
+
+class UnknownExperiment(ReproError, LookupError):
     pass
 
 

@@ -1,0 +1,182 @@
+"""Recording batches into the history on SQLite and PostgreSQL: each run saved as it arrives, a killed process,
+two processes at once, re-runs and their drift, and no secret in the database or an export."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.backends import make_backend
+from core.config import load_settings
+from core.drift import drift
+from core.history import record, rerun
+from core.models import BatchPlan, RunRequest
+from core.errors import UnknownExperiment
+from core.store import to_csv, to_json
+from tests.pgserver import db, postgres_url, store  # noqa: F401
+from tests.scripted import ScriptedBackend, texts
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.", seed=42)
+OPEN_STORE = """
+import json, sys
+from core.store import PostgresStore, SQLiteStore
+kind, address, arg = json.loads(sys.argv[1])
+store = {"sqlite": SQLiteStore, "postgres": PostgresStore}[kind](address)
+"""
+RECORD_AGAINST_SERVER = OPEN_STORE + """
+from core.backends import make_backend
+from core.config import load_settings
+from core.history import record
+from core.models import BatchPlan, RunRequest
+backend = make_backend(load_settings(environ=arg, dotenv_path=None))
+recording = record(store, backend, RunRequest(prompt="Create a story about red panda.", seed=42), BatchPlan(6, 2))
+print(recording.experiment_id, flush=True)
+for result in recording:
+    print(result.index, flush=True)
+"""
+RECORD_SCRIPTED = OPEN_STORE + """
+from core.history import record
+from core.models import BatchPlan, RunRequest
+from tests.scripted import ScriptedBackend
+print("ready", flush=True)
+sys.stdin.readline()
+for batch in range(3):
+    backend = ScriptedBackend(lambda request, number: f"{arg} answer {number}")
+    for _ in record(store, backend, RunRequest(prompt=f"{arg} batch {batch}"), BatchPlan(20, 20)):
+        pass
+"""
+
+
+def start(script: str, db, arg, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", script, json.dumps([db.kind, db.address, arg])], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, **popen)
+
+
+def test_each_run_is_saved_before_it_is_seen_and_the_batch_completes(store):
+    recording = record(store, ScriptedBackend(texts("A", "B", "A")), DEMO, BatchPlan(3, 1), meta={"page": "demo"})
+    assert store.get(recording.experiment_id).runs == ()
+    seen = []
+    for result in recording:
+        seen.append(result)
+        assert store.get(recording.experiment_id).runs == tuple(sorted(seen, key=lambda r: r.index))
+        assert not store.get(recording.experiment_id).complete
+    experiment = store.get(recording.experiment_id)
+    assert experiment.complete
+    assert [run.text for run in experiment.runs] == ["A", "B", "A"]
+    assert (experiment.request, experiment.backend, experiment.runs_planned, experiment.meta) == (
+        DEMO, ScriptedBackend(texts("A")).info, 3, {"page": "demo"})
+
+
+def test_closing_early_keeps_the_runs_seen_and_stays_incomplete(store):
+    recording = record(store, ScriptedBackend(texts("A")), DEMO, BatchPlan(10, 1))
+    seen = [next(recording).index, next(recording).index]
+    recording.close()
+    experiment = store.get(recording.experiment_id)
+    assert [run.index for run in experiment.runs] == sorted(seen)
+    assert not experiment.complete
+    assert experiment.runs_planned == 10
+
+
+def test_a_killed_process_keeps_the_runs_that_had_arrived(db, fake_server, azure_env):
+    fake_server.latency_s = 0.5
+    process = start(RECORD_AGAINST_SERVER, db, azure_env)
+    try:
+        experiment_id = process.stdout.readline().strip()
+        arrived = {int(process.stdout.readline()), int(process.stdout.readline())}
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    experiment = db.open().get(experiment_id)
+    saved = {run.index for run in experiment.runs}
+    assert arrived <= saved and len(saved) < 6
+    assert all(run.ok and run.system_fingerprint == "fp_fake_1" for run in experiment.runs)
+    assert (experiment.runs_planned, experiment.complete) == (6, False)
+
+
+def test_two_processes_writing_at_once_lose_nothing(db):
+    db.open()
+    writers = [start(RECORD_SCRIPTED, db, name, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+               for name in ("left", "right")]
+    for writer in writers:
+        assert writer.stdout.readline() == "ready\n", writer.communicate(timeout=30)
+    for writer in writers:
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    for writer in writers:
+        _, errors = writer.communicate(timeout=60)
+        assert writer.returncode == 0, errors
+    store = db.open()
+    rows = store.list()
+    assert sorted(row.prompt_preview for row in rows) == sorted(
+        f"{name} batch {batch}" for name in ("left", "right") for batch in range(3))
+    assert all((row.runs_done, row.unique_outputs, row.complete) == (20, 20, True) for row in rows)
+    for row in rows:
+        name = row.prompt_preview.split()[0]
+        assert sorted(run.text for run in store.get(row.id).runs) == sorted(f"{name} answer {k}" for k in range(20))
+
+
+def test_a_rerun_with_a_changed_fingerprint_is_reported_as_drift(store):
+    original = record(store, ScriptedBackend(texts("Red panda climbs."), fingerprints=["fp_a"]), DEMO, BatchPlan(5))
+    list(original)
+    answers = texts("Red panda climbs.", "Red panda sleeps.", "Red panda sleeps.", "Red panda eats.")
+    again = rerun(store, ScriptedBackend(answers, fingerprints=["fp_b"]), original.experiment_id, concurrency=1)
+    list(again)
+    before, after = store.get(original.experiment_id), store.get(again.experiment_id)
+    assert (after.request, after.runs_planned, after.rerun_of, after.complete) == (
+        DEMO, 5, original.experiment_id, True)
+    assert [row.rerun_of for row in store.list()] == [original.experiment_id, None]
+
+    found = drift(before.runs, after.runs)
+    assert found.fingerprint_changed and found.outputs_changed and found.modal_changed
+    assert (found.fingerprints_before, found.fingerprints_after) == (("fp_a",), ("fp_b",))
+    assert found.moved_runs == (1, 2, 3, 4)
+    assert found.summary_line() == ("Fingerprint changed fp_a → fp_b; 4 of 5 runs produced text never seen in the "
+                                    "original; the most common output now parts from the original's at word 3.")
+
+
+def test_an_identical_rerun_shows_no_drift(store):
+    original = record(store, ScriptedBackend(texts("Same.")), DEMO, BatchPlan(3))
+    list(original)
+    again = rerun(store, ScriptedBackend(texts("Same.")), original.experiment_id, concurrency=3)
+    list(again)
+    found = drift(store.get(original.experiment_id).runs, store.get(again.experiment_id).runs)
+    assert found.summary_line() == "Same outputs, same fingerprint: no drift."
+
+
+def test_rerun_of_an_unknown_experiment_says_so(store):
+    with pytest.raises(UnknownExperiment, match="There is no experiment 'gone' in the history"):
+        rerun(store, ScriptedBackend(texts("A")), "gone", concurrency=1)
+
+
+def test_no_secret_in_the_database_or_any_export(db, fake_server, azure_env):
+    store = db.open()
+    wrong_key = "wrong-key-9f8e7d6c5b4a"
+    ids = []
+    for key in (fake_server.api_key, wrong_key):
+        backend = make_backend(load_settings(environ={**azure_env, "OPENAI_API_KEY": key}, dotenv_path=None))
+        recording = record(store, backend, RunRequest(prompt="hi", seed=1, logprobs=True), BatchPlan(2))
+        list(recording)
+        ids.append(recording.experiment_id)
+    good, refused = (store.get(experiment_id) for experiment_id in ids)
+    assert all(run.ok and run.raw for run in good.runs)
+    assert all(run.error.kind == "auth" and "***" in run.error.message for run in refused.runs)  # the body echoed it
+
+    if db.kind == "sqlite":
+        stored = b"".join(path.read_bytes() for path in Path(db.address).parent.glob("history.sqlite3*"))
+    else:
+        with db.connect() as conn:
+            tables = [row[0] for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+            stored = repr([conn.execute(f"SELECT * FROM {table}").fetchall() for table in tables]).encode()
+    assert b"chatcmpl-" in stored and b"Incorrect API key provided" in stored
+    exports = "".join(to_json(e) + to_csv(e) for e in (good, refused))
+    for key in (fake_server.api_key, wrong_key):
+        assert key.encode() not in stored
+        assert key not in exports

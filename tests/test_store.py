@@ -1,0 +1,341 @@
+"""The history store, the same tests on SQLite and on a real PostgreSQL server; JSON and CSV exports and imports."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import threading
+
+import pytest
+
+from core.errors import ConfigurationError, InvalidImport
+from core.models import Alternative, BackendInfo, RunError, RunRequest, RunResult, TokenLogprob, Usage
+from core.store import (
+    CSV_COLUMNS,
+    MIGRATIONS,
+    Experiment,
+    PostgresStore,
+    SQLiteStore,
+    from_json,
+    import_experiment,
+    open_store,
+    to_csv,
+    to_json,
+)
+from tests import pgserver
+from tests.pgserver import db, postgres_url, store  # noqa: F401
+
+REQUEST = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
+                     temperature=0.7, top_p=0.9, max_tokens=64, seed=-(2**63), logprobs=True, top_logprobs=2)
+BACKEND = BackendInfo("azure", "gpt-test", "example.openai.azure.com", "2024-06-01", "deterministic")
+LOGPROBS = (TokenLogprob("Red", -0.25, (Alternative("Red", -0.25), Alternative("A", -1.5))),
+            TokenLogprob(" panda", -0.0001220703125, ()))
+FULL = RunResult(index=2, latency_ms=812.3, text="Red panda.", error=RunError("auth", "unused", 401),
+                 finish_reason="length", system_fingerprint="fp_a", model="gpt-test-0613", request_id="chatcmpl-2",
+                 usage=Usage(10, 2, 12), logprobs=LOGPROBS, retries=1, raw='{"id": "chatcmpl-2"}',
+                 notice="sent again without logprobs")
+OK = RunResult(index=0, latency_ms=95.0, text="Red panda.", finish_reason="stop", system_fingerprint="fp_a",
+               model="gpt-test", request_id="chatcmpl-0", usage=Usage(10, 2, 12), raw='{"id": "chatcmpl-0"}')
+FAILED = RunResult.failed(1, 5003.5, RunError("timeout", "No answer within 5 s; raise REPRO_TIMEOUT."), retries=2)
+HARD_TEXT = ("שלום עולם — مرحبا بالعالم 👩🏽‍🚀🇯🇵 e\u0301 <script>alert('x')</script> &amp; \"quotes\", commas\n"
+             "second line\ttab 中文字符 \\ backslash %_ \u200f")
+
+
+def saved(store, runs=(OK, FAILED, FULL), *, planned=3, finish=True, **extra) -> str:
+    experiment_id = store.create(REQUEST, BACKEND, planned, **extra)
+    for run in runs:
+        store.add_run(experiment_id, run)
+    if finish:
+        store.finish(experiment_id)
+    return experiment_id
+
+
+def test_every_run_field_is_exercised():
+    unset = [f.name for f in dataclasses.fields(RunResult) if getattr(FULL, f.name) == f.default]
+    assert unset == [], "a new RunResult field: store it in core/store.py and set it in FULL"
+
+
+def test_round_trip_save_read_export_import(store):
+    experiment_id = saved(store, (FULL, OK, FAILED), meta={"note": "demo", "cells": [0.0, 0.7]})
+    got = store.get(experiment_id)
+    assert got == Experiment(id=experiment_id, created_at=got.created_at, request=REQUEST, backend=BACKEND,
+                             runs_planned=3, complete=True, runs=(OK, FAILED, FULL),
+                             meta={"note": "demo", "cells": [0.0, 0.7]})
+    assert got.runs[2].raw == FULL.raw
+    assert got.created_at.endswith("+00:00")
+
+    assert from_json(to_json(got)) == got
+    imported_id = import_experiment(store, from_json(to_json(got)))
+    assert imported_id != experiment_id
+    assert store.get(imported_id) == dataclasses.replace(got, id=imported_id)
+
+
+def test_runs_are_idempotent_per_index_and_incomplete_until_finished(store):
+    experiment_id = saved(store, (OK, OK, dataclasses.replace(OK, text="a later copy")), finish=False)
+    got = store.get(experiment_id)
+    assert got.runs == (OK,)
+    assert not got.complete
+    store.finish(experiment_id)
+    assert store.get(experiment_id).complete
+
+
+def test_get_unknown_is_none(store):
+    assert store.get("nope") is None
+
+
+def test_hard_text_round_trips_untouched(store):
+    request = dataclasses.replace(REQUEST, prompt=HARD_TEXT, system=HARD_TEXT)
+    run = dataclasses.replace(OK, text=HARD_TEXT, raw=json.dumps({"content": HARD_TEXT}, ensure_ascii=False))
+    experiment_id = store.create(request, BACKEND, 1)
+    store.add_run(experiment_id, run)
+    got = store.get(experiment_id)
+    assert got.request == request
+    assert got.runs == (run,)
+    assert from_json(to_json(got)) == got
+    [row] = csv.DictReader(io.StringIO(to_csv(got)))
+    assert row["text"] == HARD_TEXT
+
+
+def test_csv_has_one_row_per_run(store):
+    experiment = store.get(saved(store))
+    rows = list(csv.reader(io.StringIO(to_csv(experiment))))
+    assert rows == [
+        list(CSV_COLUMNS),
+        ["0", "True", "Red panda.", "", "", "fp_a", "95.0", "10", "2", "12", "stop", "chatcmpl-0", "0", ""],
+        ["1", "False", "", "timeout", "No answer within 5 s; raise REPRO_TIMEOUT.", "", "5003.5", "", "", "", "", "",
+         "2", ""],
+        ["2", "False", "Red panda.", "auth", "unused", "fp_a", "812.3", "10", "2", "12", "length", "chatcmpl-2", "1",
+         "sent again without logprobs"],
+    ]
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_defused(store):
+    formula = dataclasses.replace(OK, text='=HYPERLINK("http://evil.invalid","click")')
+    experiment = store.get(saved(store, (formula, dataclasses.replace(OK, index=1, text="-1 + 2"))))
+    rows = list(csv.DictReader(io.StringIO(to_csv(experiment))))
+    assert [row["text"] for row in rows] == ['\'=HYPERLINK("http://evil.invalid","click")', "'-1 + 2"]
+    assert from_json(to_json(experiment)).runs[0].text == formula.text  # the JSON export keeps the text exact
+
+
+def test_list_shows_top_level_items_newest_first_with_their_numbers(store):
+    first = saved(store)
+    second = saved(store, (OK, dataclasses.replace(OK, index=1, text="Other.", system_fingerprint="fp_b"),
+                           dataclasses.replace(OK, index=2, system_fingerprint="fp_b")), planned=4, finish=False,
+                   rerun_of=first)
+    sweep = store.create(REQUEST, BACKEND, 0, kind="sweep", meta={"temperatures": [0, 1]})
+    saved(store, parent_id=sweep)
+    rows = store.list()
+    assert [row.id for row in rows] == [sweep, second, first]
+    row = rows[1]
+    assert (row.kind, row.provider, row.model, row.endpoint_host, row.prompt_preview) == (
+        "experiment", "azure", "gpt-test", "example.openai.azure.com", "Create a story about red panda.")
+    assert (row.runs_planned, row.runs_done, row.unique_outputs, row.fingerprints, row.complete, row.rerun_of) == (
+        4, 3, 2, ("fp_b", "fp_a"), False, first)
+    assert (row.seed, row.temperature) == (-(2**63), 0.7)
+    assert (rows[0].kind, rows[0].runs_done, rows[0].fingerprints) == ("sweep", 0, ())
+    assert (rows[2].runs_done, rows[2].unique_outputs, rows[2].complete) == (3, 1, True)
+    assert [row.id for row in store.list(limit=2)] == [sweep, second]
+
+
+def test_prompt_preview_is_one_short_line(store):
+    store.create(dataclasses.replace(REQUEST, prompt="line one\nline two " + "x" * 200), BACKEND, 1)
+    [row] = store.list()
+    assert row.prompt_preview == "line one line two " + "x" * 61 + "…"
+    assert len(row.prompt_preview) == 80
+
+
+def test_search_matches_prompt_system_or_model_ignoring_case_and_provider_filters(store):
+    panda = saved(store)
+    eclair = store.create(RunRequest(prompt="Décris un ÉCLAIR au café."), BACKEND, 1)
+    percent = store.create(RunRequest(prompt="Is 100% of it fine?", system="Answer in 5_words"),
+                           BackendInfo("openai", "gpt-4o-mini", "api.openai.com"), 1)
+
+    def found(**query):
+        return {row.id for row in store.list(**query)}
+
+    assert found(search="RED PANDA") == {panda}
+    assert found(search="éclair") == {eclair}
+    assert found(search="3-SENTENCE") == {panda}
+    assert found(search="4O-MINI") == {percent}
+    assert found(search="100%") == {percent}
+    assert found(search="5_w") == {percent}
+    assert found(search="0%") == {percent}
+    assert found(search="5%w") == set()
+    assert found(search="_") == {percent}
+    assert found(provider="azure") == {panda, eclair}
+    assert found(provider="azure", search="café") == {eclair}
+    assert found(provider="local") == set()
+
+
+def test_delete_takes_runs_and_children_with_it(db):
+    store = db.open()
+    sweep = store.create(REQUEST, BACKEND, 0, kind="sweep")
+    cells = [saved(store, parent_id=sweep, meta={"temperature": t}) for t in (0.0, 1.0)]
+    keep = saved(store)
+    assert [cell.id for cell in store.children(sweep)] == cells
+    assert [cell.meta for cell in store.children(sweep)] == [{"temperature": 0.0}, {"temperature": 1.0}]
+    assert store.children(sweep)[0].runs == (OK, FAILED, FULL)
+
+    assert store.delete(sweep) is True
+    assert store.delete(sweep) is False
+    assert [store.get(i) for i in (sweep, *cells)] == [None, None, None]
+    assert store.children(sweep) == []
+    assert [row.id for row in store.list()] == [keep]
+    with db.connect() as conn:
+        assert conn.execute("SELECT COUNT(*), MIN(experiment_id) FROM runs").fetchone() == (3, keep)
+
+
+def test_threads_writing_at_once_lose_nothing(store):
+    ids = [store.create(REQUEST, BACKEND, 25) for _ in range(4)]
+    start = threading.Barrier(8)
+
+    def write(experiment_id, first):
+        start.wait()
+        for index in range(first, 25, 2):
+            store.add_run(experiment_id, dataclasses.replace(OK, index=index, text=f"run {index}"))
+
+    threads = [threading.Thread(target=write, args=(i, first)) for i in ids for first in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for experiment_id in ids:
+        assert [run.text for run in store.get(experiment_id).runs] == [f"run {k}" for k in range(25)]
+
+
+def test_schema_version_is_recorded(db):
+    db.open()
+    with db.connect() as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    db.open()  # opening again applies nothing twice
+    with db.connect() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (len(MIGRATIONS),)
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_data(db):
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1, '2025-01-01T00:00:00+00:00')")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO experiments (id, created_at, prompt, system, temperature, top_p, max_tokens, seed, "
+                     "logprobs, top_logprobs, provider, model, endpoint_host, api_version, mode, runs_planned, "
+                     "complete) VALUES ('old', '2025-01-01T00:00:00+00:00', 'Old prompt', '', 0.1, 1.0, 256, 42, "
+                     "FALSE, 5, 'openai', 'gpt-4o-mini', 'api.openai.com', NULL, NULL, 1, TRUE)")
+        conn.execute("INSERT INTO runs (experiment_id, run_index, latency_ms, text, system_fingerprint, retries) "
+                     "VALUES ('old', 0, 120.5, 'Old answer.', 'fp_old', 0)")
+
+    store = db.open()
+    old = store.get("old")
+    assert old == Experiment(id="old", created_at="2025-01-01T00:00:00+00:00",
+                             request=RunRequest(prompt="Old prompt", seed=42),
+                             backend=BackendInfo("openai", "gpt-4o-mini", "api.openai.com"), runs_planned=1,
+                             complete=True, runs=(RunResult(0, 120.5, "Old answer.", system_fingerprint="fp_old"),))
+    assert (old.kind, old.parent_id, old.rerun_of, old.meta) == ("experiment", None, None, {})
+    with db.connect() as conn:
+        assert [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    sweep = store.create(REQUEST, BACKEND, 0, kind="sweep")
+    store.create(REQUEST, BACKEND, 1, parent_id=sweep, rerun_of="old")
+    assert [row.id for row in store.list()] == [sweep, "old"]
+
+
+def test_a_newer_schema_is_refused(db):
+    db.open()
+    with db.connect() as conn:
+        conn.execute("INSERT INTO schema_version VALUES (99, '2030-01-01T00:00:00+00:00')")
+    with pytest.raises(ConfigurationError, match="schema version 99, newer than this Repro Lab knows"):
+        db.open()
+
+
+def test_open_store_follows_arguments_then_environment(monkeypatch, tmp_path, postgres_url):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REPRO_HISTORY_PATH", raising=False)
+    default = open_store()
+    assert isinstance(default, SQLiteStore)
+    assert default.path == tmp_path / "home/.local/share/repro-lab/history.sqlite3"
+    assert default.path.exists()
+
+    monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "env.sqlite3"))
+    assert open_store().path == tmp_path / "env.sqlite3"
+    assert open_store(sqlite_path=tmp_path / "arg.sqlite3").path == tmp_path / "arg.sqlite3"
+
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    assert isinstance(open_store(), PostgresStore)
+    assert isinstance(open_store(sqlite_path=tmp_path / "ignored.sqlite3"), PostgresStore)
+    assert isinstance(open_store(database_url=postgres_url), PostgresStore)
+
+
+@pytest.mark.parametrize(("url", "found"), [("postgresql+psycopg://user:hunter2secret@db.example/app",
+                                            " (it starts with postgresql+psycopg://)"),
+                                           ("host=db.example password=hunter2secret", "")])
+def test_a_database_url_that_is_not_postgres_is_refused_without_echoing_it(url, found):
+    with pytest.raises(ConfigurationError) as caught:
+        open_store(url)
+    assert str(caught.value) == f"DATABASE_URL must be a URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE{found}."
+
+
+def test_the_postgres_fixture_fails_clearly_without_the_server_binaries(monkeypatch):
+    monkeypatch.setattr(pgserver.glob, "glob", lambda pattern: [])
+    with pytest.raises(pytest.fail.Exception, match=r"install them with `apt-get install -y postgresql`"):
+        pgserver._bin_dir()
+
+
+def export(**changes) -> str:
+    """A valid export, one run, with `changes` made to the experiment object (None deletes a field)."""
+    document = json.loads(to_json(Experiment("x", "2025-01-01T00:00:00+00:00", REQUEST, BACKEND, 3, True, (OK,))))
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        target = document["experiment"]
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    return json.dumps(document)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{not json", "The file is not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)."),
+    (b"\xff\xfe\x00", "The file is not JSON: "),
+    ("[1, 2]", "The file is not a Repro Lab experiment export: its format should be 'repro-lab-experiment'."),
+    ('{"format": "other"}', "The file is not a Repro Lab experiment export: its format should be "
+                            "'repro-lab-experiment'."),
+    ('{"format": "repro-lab-experiment", "version": 2}', "Export version 2 is not supported; this Repro Lab reads "
+                                                         "version 1."),
+    ('{"format": "repro-lab-experiment", "version": 1}', "The export has no 'experiment'."),
+    (export(id=None), "experiment.id is missing."),
+    (export(runs__0__latency_ms=None), "experiment.runs[0].latency_ms is missing."),
+    (export(runs__0__index="0"), "experiment.runs[0].index must be a whole number, got '0'."),
+    (export(runs__0__index=True), "experiment.runs[0].index must be a whole number, got True."),
+    (export(runs__0__usage__total_tokens=1.5), "experiment.runs[0].usage.total_tokens must be a whole number, "
+                                               "got 1.5."),
+    (export(runs__0__logprobs=[{"token": "a"}]), "experiment.runs[0].logprobs[0].logprob is missing."),
+    (export(runs="all"), "experiment.runs must be a list, got 'all'."),
+    (export(backend=["azure"]), "experiment.backend must be an object, got ['azure']."),
+    (export(complete="yes"), "experiment.complete must be true or false, got 'yes'."),
+    (export(meta=[]), "experiment.meta must be an object, got []."),
+    (export(backend__secret_key="sk-1"), "experiment.backend has an unknown field 'secret_key'."),
+    (export(request__temperature=5), "experiment.request is not valid: temperature 5 is outside 0–2; pick a value "
+                                     "from 0 to 2."),
+    (export(request__prompt=" "), "experiment.request is not valid: prompt is empty: type the text the model should "
+                                  "answer."),
+    (export(created_at="yesterday"), "experiment.created_at must be an ISO 8601 time, got 'yesterday'."),
+    (export(runs__0__index=3), "experiment.runs must have distinct indices from 0 to runs_planned - 1 (2) in order, "
+                               "got [3]."),
+])
+def test_from_json_names_what_is_wrong(text, message):
+    with pytest.raises(InvalidImport) as caught:
+        from_json(text)
+    assert str(caught.value).startswith(message)
+    assert str(caught.value).endswith(".")
+
+
+def test_from_json_reads_its_own_export_as_bytes():
+    experiment = Experiment("x", "2025-01-01T00:00:00+00:00", REQUEST, BACKEND, 3, False, (OK, FAILED, FULL),
+                            kind="sweep", parent_id="p", rerun_of="r", meta={"a": [1, 2.5, None]})
+    assert from_json(to_json(experiment).encode()) == experiment
