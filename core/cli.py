@@ -1,4 +1,5 @@
-"""The command line: `python -m core run …` sends N identical requests and prints a table or one JSON object.
+"""The command line: `python -m core run …` sends N identical requests and prints a table or one JSON object;
+`python -m core history …` lists, shows, exports and imports saved experiments.
 
 Exit status: 0 success; 1 with --expect-identical when the successful runs differ; 2 bad input or configuration;
 3 when no run succeeded.
@@ -10,14 +11,17 @@ import argparse
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 
-from core.backends import Backend, make_backend
+from core.backends import make_backend
 from core.compare import Summary, compare
-from core.config import BACKEND_CHOICES, LOCAL_MODES, load_settings
-from core.errors import ReproError
-from core.models import BatchPlan, RunRequest, RunResult
+from core.config import BACKEND_CHOICES, LOCAL_MODES, load_settings, read_sources
+from core.errors import ReproError, UnknownExperiment
+from core.history import record
+from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
+from core.store import from_json, import_experiment, open_store, to_csv, to_json
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_ALL_FAILED = 0, 1, 2, 3
 
@@ -50,6 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     run.add_argument("--expect-identical", action="store_true",
                      help="exit with status 1 unless every successful run is byte-identical")
+    run.add_argument("--no-save", action="store_true", help="do not keep this experiment in the history")
+
+    history = commands.add_parser("history", help="experiments kept in the history (SQLite, or DATABASE_URL)")
+    actions = history.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="newest first")
+    listing.add_argument("--search", default=None, help="text in the prompt, system prompt or model")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one experiment, as `run` prints it")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    export = actions.add_parser("export", help="print a JSON (complete, re-importable) or CSV (a row per run) export")
+    export.add_argument("id")
+    export.add_argument("--format", choices=("json", "csv"), default="json")
+    imported = actions.add_parser("import", help="add a JSON export to the history; prints its new id")
+    imported.add_argument("file")
     return parser
 
 
@@ -65,14 +85,41 @@ def _row(result: RunResult, width: int) -> str:
     return head + (body if len(body) <= room else body[: room - 1] + "…")
 
 
-def _run(backend: Backend, request: RunRequest, plan: BatchPlan, live: bool) -> list[RunResult]:
+def _print_runs(results: Iterable[RunResult], live: bool) -> list[RunResult]:
     width = shutil.get_terminal_size((120, 20)).columns
-    results = []
-    for result in stream_runs(backend, request, plan):
-        results.append(result)
+    collected = []
+    for result in results:
+        collected.append(result)
         if live:
             print(_row(result, width), flush=True)
-    return sorted(results, key=lambda r: r.index)
+    return sorted(collected, key=lambda r: r.index)
+
+
+def _header(info: BackendInfo, request: RunRequest, runs: int, concurrency: int | None = None) -> None:
+    at_once = f", {concurrency} at once" if concurrency else ""
+    print(f"{info.label} · temperature {request.temperature:g} · seed {request.seed} · {runs} runs{at_once}")
+    print(f"{'#':>3}  {'latency':>11}  {'tokens':>6}  {'fingerprint':<20}  text")
+
+
+def _report(request: RunRequest, info: BackendInfo, results: list[RunResult], as_json: bool,
+            experiment: dict | None) -> Summary:
+    summary = compare(results).summary
+    if as_json:
+        data = {"request": request.to_dict(), "backend": info.to_dict(), "runs": [r.to_dict() for r in results],
+                "summary": summary.to_dict()}
+        if experiment:
+            data["experiment"] = experiment
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(_summary_line(summary))
+        if experiment:
+            print(f"saved as {experiment['id']}" + ("" if experiment["complete"] else " (incomplete)"))
+    return summary
+
+
+def _store():
+    source = read_sources()
+    return open_store(database_url=source.get("DATABASE_URL"), sqlite_path=source.get("REPRO_HISTORY_PATH"))
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -82,26 +129,60 @@ def command_run(args: argparse.Namespace) -> int:
         plan = BatchPlan(runs=args.runs, concurrency=args.concurrency)
         settings = load_settings(backend=args.backend, local_mode=args.local_mode, timeout_s=args.timeout)
         backend = make_backend(settings)
+        store = None if args.no_save else _store()
     except ReproError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for note in settings.notes():
         print(f"note: {note}", file=sys.stderr)
     if not args.json:
-        print(f"{backend.info.label} · temperature {request.temperature:g} · seed {request.seed} · "
-              f"{plan.runs} runs, {plan.concurrency} at once")
-        print(f"{'#':>3}  {'latency':>11}  {'tokens':>6}  {'fingerprint':<20}  text")
-    results = _run(backend, request, plan, live=not args.json)
-    summary = compare(results).summary
-    if args.json:
-        print(json.dumps({"request": request.to_dict(), "backend": backend.info.to_dict(),
-                          "runs": [r.to_dict() for r in results], "summary": summary.to_dict()}, ensure_ascii=False))
+        _header(backend.info, request, plan.runs, plan.concurrency)
+    if store is None:
+        results = _print_runs(stream_runs(backend, request, plan), live=not args.json)
+        experiment = None
     else:
-        print(_summary_line(summary))
+        recording = record(store, backend, request, plan)
+        results = _print_runs(recording, live=not args.json)
+        experiment = {"id": recording.experiment_id, "complete": len(results) == plan.runs}
+    summary = _report(request, backend.info, results, args.json, experiment)
     if summary.successful == 0:
         return EXIT_ALL_FAILED
     if args.expect_identical and not summary.all_identical:
         return EXIT_DIFFERENT
+    return EXIT_OK
+
+
+def command_history(args: argparse.Namespace) -> int:
+    try:
+        store = _store()
+        if args.action == "import":
+            with open(args.file, "rb") as handle:
+                print(import_experiment(store, from_json(handle.read())))
+            return EXIT_OK
+        if args.action == "list":
+            rows = store.list(search=args.search, limit=args.limit)
+            if args.json:
+                print(json.dumps([asdict(row) for row in rows], ensure_ascii=False))
+            for row in [] if args.json else rows:
+                print(f"{row.id}  {row.created_at[:19]}  {row.provider}/{row.model}  "
+                      f"{row.runs_done}/{row.runs_planned} runs  T={row.temperature:g}  seed={row.seed}  "
+                      f"{row.unique_outputs} unique  {','.join(row.fingerprints) or '-'}  {row.prompt_preview}")
+            return EXIT_OK
+        experiment = store.get(args.id)
+        if experiment is None:
+            raise UnknownExperiment(f"There is no experiment {args.id!r} in the history.")
+    except (ReproError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.action == "export":
+        print(to_json(experiment) if args.format == "json" else to_csv(experiment), end="")
+        return EXIT_OK
+    if not args.json:
+        _header(experiment.backend, experiment.request, experiment.runs_planned)
+    results = _print_runs(experiment.runs, live=not args.json)
+    _report(experiment.request, experiment.backend, results, args.json,
+            {"id": experiment.id, "created_at": experiment.created_at, "complete": experiment.complete,
+             "rerun_of": experiment.rerun_of})
     return EXIT_OK
 
 
@@ -115,4 +196,4 @@ def _summary_line(summary: Summary) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return command_run(args)
+    return {"run": command_run, "history": command_history}[args.command](args)

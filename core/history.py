@@ -9,9 +9,9 @@ import contextlib
 from collections.abc import Iterator
 
 from core.backends import Backend
+from core.errors import UnknownExperiment
 from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
-from core.errors import UnknownExperiment
 from core.store import Store
 
 

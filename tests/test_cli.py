@@ -15,9 +15,10 @@ PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES)}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("DATABASE_URL",))}
+    history = {"REPRO_HISTORY_PATH": str(cwd / "history.sqlite3")}
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**clean, **env, "PYTHONPATH": str(ROOT)})
+                          timeout=120, env={**clean, **history, **env, "PYTHONPATH": str(ROOT)})
 
 
 def test_json_output_has_request_backend_runs_and_summary(fake_server, azure_env, tmp_path):
@@ -82,3 +83,47 @@ def test_dotenv_in_the_working_directory_configures_azure(fake_server, azure_env
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["backend"]["provider"] == "azure"
     assert len(fake_server.received) == 1
+
+
+def test_runs_are_saved_and_the_history_lists_shows_exports_and_imports_them(fake_server, azure_env, tmp_path):
+    done = cli("run", "--prompt", "Create a story about red panda.", "--seed", "42", "--runs", "3", "--json",
+               env=azure_env, cwd=tmp_path)
+    saved = json.loads(done.stdout)["experiment"]
+    assert saved["complete"] is True
+    listing = json.loads(cli("history", "list", "--json", env=azure_env, cwd=tmp_path).stdout)
+    assert [(row["id"], row["runs_done"], row["unique_outputs"], row["seed"]) for row in listing] == [
+        (saved["id"], 3, 1, 42)]
+    shown = json.loads(cli("history", "show", saved["id"], "--json", env=azure_env, cwd=tmp_path).stdout)
+    assert shown["summary"]["all_identical"] is True and shown["experiment"]["id"] == saved["id"]
+    exported = cli("history", "export", saved["id"], env=azure_env, cwd=tmp_path).stdout
+    (tmp_path / "export.json").write_text(exported)
+    csv_lines = cli("history", "export", saved["id"], "--format", "csv", env=azure_env, cwd=tmp_path).stdout
+    assert len(csv_lines.strip().splitlines()) == 4
+    new_id = cli("history", "import", "export.json", env=azure_env, cwd=tmp_path).stdout.strip()
+    assert new_id and new_id != saved["id"]
+    table = cli("history", "list", env=azure_env, cwd=tmp_path).stdout
+    assert saved["id"] in table and new_id in table
+    assert fake_server.api_key not in exported + csv_lines + table
+    assert fake_server.api_key.encode() not in (tmp_path / "history.sqlite3").read_bytes()
+
+
+def test_no_save_keeps_the_history_empty(fake_server, azure_env, tmp_path):
+    cli("run", "--prompt", "p", "--runs", "1", "--no-save", env=azure_env, cwd=tmp_path)
+    assert cli("history", "list", "--json", env=azure_env, cwd=tmp_path).stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["history", "show", "nope"], "There is no experiment 'nope'"),
+    (["history", "import", "missing.json"], "missing.json"),
+])
+def test_history_errors_exit_2(azure_env, tmp_path, args, message):
+    done = cli(*args, env=azure_env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_importing_a_file_that_is_not_an_export_names_the_problem(azure_env, tmp_path):
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    done = cli("history", "import", "bad.json", env=azure_env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "error:" in done.stderr and "format" in done.stderr
