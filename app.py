@@ -2,9 +2,13 @@
 
 import streamlit as st
 
+from ui.sidebar import NAVIGATED
+
 st.set_page_config(page_title="Repro Lab", page_icon=":material/difference:", layout="wide")
 page = st.navigation([
     st.Page("pages/experiment.py", title="Experiment", icon=":material/science:", default=True),
     st.Page("pages/seed_vs_no_seed.py", title="Seed vs no seed", icon=":material/casino:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:", url_path="history"),
 ])
-page.run()  # each page draws the shared sidebar itself: AppTest loses widgets drawn here on reruns
+st.session_state[NAVIGATED] = True
+page.run()  # each page draws the shared sidebar itself: AppTest reruns a page without this script

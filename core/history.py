@@ -16,12 +16,13 @@ from core.store import Store
 
 
 class Recording:
-    """A batch being saved: iterate for each result (stored before you see it); `experiment_id` names it.
+    """A batch being saved: iterate for each result (stored before you see it); `experiment_id` names it
+    (None for a batch that is not being saved).
 
     Closing it early cancels the runs still in flight.
     """
 
-    def __init__(self, experiment_id: str, results: Iterator[RunResult]):
+    def __init__(self, experiment_id: str | None, results: Iterator[RunResult]):
         self.experiment_id = experiment_id
         self._results = results
 

@@ -4,8 +4,8 @@ import streamlit as st
 
 from core.errors import InvalidRequest
 from ui.prompts import prompt_box
+from ui.results import live_runs, run_cards, saved_caption, show_results
 from ui.sidebar import sidebar
-from ui.results import live_runs, run_cards, show_results
 
 controls = sidebar()
 st.title("Experiment")
@@ -23,11 +23,13 @@ if clicked:
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:
-        results = live_runs(controls.stream(request, plan), plan.runs)
-        st.session_state["experiment_results"] = results
+        recording = controls.run(request, plan)
+        st.session_state["experiment_results"] = live_runs(recording, plan.runs)
+        st.session_state["experiment_id"] = recording.experiment_id
         st.session_state["experiment_count"] = st.session_state.get("experiment_count", 0) + 1
 elif "experiment_results" in st.session_state:
     run_cards(st.session_state["experiment_results"])
 
 if "experiment_results" in st.session_state:
+    saved_caption(st.session_state["experiment_id"])
     show_results(st.session_state["experiment_results"], key=f"experiment_{st.session_state['experiment_count']}")

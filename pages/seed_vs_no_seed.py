@@ -58,7 +58,7 @@ if clicked:
                                                     (f"With seed {with_seed.seed}", with_seed))):
             with slot.container():
                 st.subheader(title)
-                scenarios[title] = live_runs(controls.stream(request, plan), plan.runs, per_row=2)
+                scenarios[title] = live_runs(controls.run(request, plan), plan.runs, per_row=2)
         st.session_state["seed_scenarios"] = scenarios
 
 if "seed_scenarios" in st.session_state:

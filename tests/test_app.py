@@ -24,9 +24,13 @@ def clean_environment(monkeypatch, tmp_path):
         if name.startswith(PROVIDER_VARIABLES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
     ui.sidebar._cached_backend.clear()
+    ui.sidebar._cached_store.clear()
     yield
     ui.sidebar._cached_backend.clear()
+    ui.sidebar._cached_store.clear()
 
 
 @pytest.fixture

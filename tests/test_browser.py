@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from core.models import BackendInfo, RunRequest, RunResult
+from core.store import Experiment, to_json
+
 playwright = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
@@ -38,7 +41,8 @@ def serve_app(folder: Path, env: dict[str, str]):
     """`streamlit run app.py` on a loopback port, in a folder with only the repo's .streamlit/config.toml, so no
     developer .env or secrets.toml takes part; yields the URL, and checks the log for the key at the end."""
     port = _free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("APP_PASSCODE",))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(PROVIDER_VARIABLES + ("APP_PASSCODE", "DATABASE_URL"))}
     (folder / ".streamlit").mkdir()
     shutil.copy(ROOT / ".streamlit" / "config.toml", folder / ".streamlit" / "config.toml")
     log = folder / "streamlit.log"
@@ -46,7 +50,8 @@ def serve_app(folder: Path, env: dict[str, str]):
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=folder, env={**clean, **env, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT)
+            cwd=folder, env={**clean, "REPRO_HISTORY_PATH": str(folder / "history.sqlite3"), **env,
+                             "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -185,3 +190,44 @@ def test_a_visitor_without_the_passcode_sees_only_the_gate(fake_server, gated_ap
     page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
     assert fake_server.received == []
     page.close()
+
+
+def test_history_imports_an_export_and_opens_it_by_link(fake_server, app_url, browser, tmp_path):
+    experiment = Experiment(
+        id="exported-1", created_at="2026-11-01T10:00:00+00:00",
+        request=RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
+                           seed=42),
+        backend=BackendInfo("azure", "gpt-4o", "res.openai.azure.com", "2024-06-01"), runs_planned=2, complete=True,
+        runs=tuple(RunResult(index=i, latency_ms=100.0 + i, text=text, system_fingerprint="fp_x")
+                   for i, text in enumerate(("The panda climbed.", "The panda slept."))))
+    (tmp_path / "export.json").write_text(to_json(experiment))
+    page = browser.new_page(viewport={"width": 1500, "height": 2300})
+    page.goto(app_url + "/history")
+    page.get_by_text("Import a JSON export").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(tmp_path / "export.json")
+    page.get_by_text("azure gpt-4o @ res.openai.azure.com").wait_for(timeout=60_000)
+    settle(page)
+    assert "experiment=" in page.url
+    assert page.locator(".rl-card[data-run]").count() == 2
+    link = page.url
+    page.close()
+    again = browser.new_page(viewport={"width": 1500, "height": 2300})
+    again.goto(link)
+    again.get_by_text("The panda slept.").first.wait_for(timeout=60_000)
+    settle(again)
+    again.screenshot(path=ARTIFACTS / "history.png", full_page=True)
+    assert fake_server.api_key not in again.content()
+    again.close()
+
+
+def test_a_shared_link_is_the_first_visit_after_a_restart(fake_server, azure_variables, browser, tmp_path):
+    """Streamlit's legacy pages/ mode must not serve the first visitor a page without app.py's navigation."""
+    with serve_app(tmp_path, azure_variables) as url:
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(url + "/history?experiment=not-there")
+        page.get_by_text("There is no experiment").wait_for(timeout=60_000)
+        settle(page)
+        navigation = page.locator("[data-testid=stSidebarNav]").inner_text()
+        assert "Seed vs no seed" in navigation and "History" in navigation
+        assert "app" not in navigation.split()
+        page.close()

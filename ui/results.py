@@ -44,6 +44,11 @@ def live_runs(arriving: Iterable[RunResult], total: int, per_row: int = CARDS_PE
     return sorted(results, key=lambda r: r.index)
 
 
+def saved_caption(experiment_id: str | None) -> None:
+    if experiment_id:
+        st.caption(f"Saved to the history as `{experiment_id}` · [open it in History](history?experiment={experiment_id})")
+
+
 def verdict(summary: Summary) -> str:
     """One sentence a projector audience reads at a glance."""
     if summary.note:

@@ -5,23 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from core.backends import Backend, make_backend
 from core.config import Settings, load_settings, read_sources
 from core.errors import ReproError
+from core.history import Recording, record
 from core.limits import Limits, Quota, load_limits
 from core.local import MODES, LocalBackend
-from core.models import BatchPlan, RunRequest, RunResult
+from core.models import BatchPlan, RunRequest
 from core.runner import stream_runs
+from core.store import Store, open_store
 from ui.access import require_access
 
 PROVIDER_NAMES = {"azure": "Azure OpenAI", "compatible": "OpenAI-compatible server", "openai": "OpenAI",
                   "local": "Embedded SmolLM2 (offline)"}
 PAID = ("azure", "openai")
+NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this session
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Controls:
     concurrency: int
     limits: Limits
     quota: Quota
+    store: Store | None
+    store_error: str | None
 
     def request(self, prompt: str, system: str, *, logprobs: bool = False) -> RunRequest:
         """A validated request; raises InvalidRequest naming the bad field."""
@@ -53,9 +59,13 @@ class Controls:
         self.limits.check(request, requests, sweep=sweep)
         self.quota.take(requests)
 
-    def stream(self, request: RunRequest, plan: BatchPlan) -> Iterator[RunResult]:
-        """The batch's results as they complete, under the cap all sessions of this process share."""
-        return stream_runs(self.backend, request, plan, process_limit=self.limits.global_concurrency)
+    def run(self, request: RunRequest, plan: BatchPlan, **history: Any) -> Recording:
+        """Send the batch under the cap all sessions of this process share, saving each run to the history as it
+        arrives (`history` goes to core.history.record); unsaved, with no experiment id, when there is no store."""
+        limit = self.limits.global_concurrency
+        if self.store is None:
+            return Recording(None, stream_runs(self.backend, request, plan, process_limit=limit))
+        return record(self.store, self.backend, request, plan, process_limit=limit, **history)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
         return (f"{requests} requests, at most {requests * max_tokens:,} completion tokens · "
@@ -90,6 +100,19 @@ def _cached_backend(key: str, _settings: Settings) -> Backend:
 def _backend_for(settings: Settings) -> Backend:
     key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()
     return _cached_backend(key, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_store(database_url: str | None, sqlite_path: str | None) -> Store:
+    """One store per process (it opens a connection per call, so sessions may share it)."""
+    return open_store(database_url=database_url, sqlite_path=sqlite_path)
+
+
+def _store(source: dict) -> tuple[Store | None, str | None]:
+    try:
+        return _cached_store(source.get("DATABASE_URL"), source.get("REPRO_HISTORY_PATH")), None
+    except (ReproError, OSError) as exc:
+        return None, f"The history is unavailable, so runs are not saved: {exc}"
 
 
 @st.cache_resource
@@ -158,8 +181,19 @@ def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
     return base.with_overrides(backend=provider, local_mode=local_mode, timeout_s=timeout), concurrency
 
 
+def _leave_legacy_pages_mode() -> None:
+    """Streamlit starts a process in its legacy pages/ mode and leaves it only once app.py calls st.navigation;
+    so the first visitors after a restart who land on a page URL (a shared ?experiment= link) would get that
+    page without app.py: no layout, no page titles. Leave the mode and run again, through app.py. (AppTest
+    re-enters the mode on every rerun of a session that did run app.py: that case needs nothing.)"""
+    if PagesManager.uses_pages_directory and not st.session_state.get(NAVIGATED):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def sidebar() -> Controls:
     """Render the access gate and the sidebar; return the visitor's choices."""
+    _leave_legacy_pages_mode()
     secrets = _secrets()
     source = read_sources(secrets)
     identity = require_access(secrets, source)
@@ -189,5 +223,8 @@ def sidebar() -> Controls:
                                      key="max_tokens")
         top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
     quota = _quota_for(identity, limits.requests_per_hour)
+    store, store_error = _store(source)
+    if store_error:
+        st.sidebar.warning(store_error)
     return Controls(backend, backend_error, temperature, top_p, int(max_tokens), seed_text if use_seed else None,
-                    runs, concurrency, limits, quota)
+                    runs, concurrency, limits, quota, store, store_error)

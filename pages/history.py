@@ -1,0 +1,151 @@
+"""History: every experiment kept; open one (or ?experiment=<id>), re-run it and see the drift, export, import."""
+
+import pandas as pd
+import streamlit as st
+
+from core.compare import compare
+from core.drift import drift
+from core.errors import InvalidImport, InvalidRequest, UnknownExperiment
+from core.history import rerun
+from core.store import Experiment, from_json, import_experiment, to_csv, to_json
+from ui.results import live_runs, run_cards, show_results, verdict
+from ui.sidebar import PROVIDER_NAMES, sidebar
+
+controls = sidebar()
+st.title("History")
+store = controls.store
+if store is None:
+    st.error(controls.store_error)
+    st.stop()
+
+
+def open_experiment(experiment_id: str | None) -> None:
+    if experiment_id:
+        st.query_params["experiment"] = experiment_id
+    else:
+        st.query_params.pop("experiment", None)
+
+
+def import_box() -> None:
+    upload = st.file_uploader("Import a JSON export", type=["json"], key="history_import")
+    if upload is None or st.session_state.get("history_imported") == upload.file_id:
+        return
+    try:
+        new_id = import_experiment(store, from_json(upload.getvalue()))
+    except InvalidImport as exc:
+        st.error(f"Not imported: {exc}")
+        return
+    st.session_state["history_imported"] = upload.file_id
+    open_experiment(new_id)
+
+
+def table() -> None:
+    filters = st.columns([3, 1])
+    search = filters[0].text_input("Search prompts and models", key="history_search")
+    providers = ["all", *PROVIDER_NAMES]
+    provider = filters[1].selectbox("Backend", providers, key="history_provider",
+                                    format_func=lambda p: "All backends" if p == "all" else PROVIDER_NAMES[p])
+    rows = store.list(search=search or None, provider=None if provider == "all" else provider)
+    if not rows:
+        st.info("Nothing here yet: run an experiment and it is kept here." if not search else "No match.")
+        return
+    frame = pd.DataFrame([{
+        "When": row.created_at[:19].replace("T", " "), "Backend": f"{row.provider} · {row.model}",
+        "Prompt": row.prompt_preview, "Runs": f"{row.runs_done}/{row.runs_planned}",
+        "Seed": "none" if row.seed is None else str(row.seed), "T": row.temperature,
+        "Unique": f"{row.unique_outputs}/{row.runs_done}" if row.runs_done else "–",
+        "Fingerprints": ", ".join(row.fingerprints) or "–",
+        "Status": ("re-run · " if row.rerun_of else "") + ("complete" if row.complete else "incomplete"),
+    } for row in rows])
+    picked = st.dataframe(frame, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                          key="history_table")
+    if picked.selection.rows:
+        open_experiment(rows[picked.selection.rows[0]].id)
+        st.rerun()
+
+
+def describe(experiment: Experiment) -> None:
+    request = experiment.request
+    status = "" if experiment.complete else " · **incomplete**: the batch was cut off; the runs that arrived are kept"
+    st.markdown(f"**{experiment.created_at[:19].replace('T', ' ')} UTC** · {experiment.backend.label} · "
+                f"temperature {request.temperature:g} · seed {request.seed} · top_p {request.top_p:g} · "
+                f"max_tokens {request.max_tokens} · {len(experiment.runs)}/{experiment.runs_planned} runs{status}")
+    with st.expander("Prompts"):
+        st.text(f"System: {request.system}")
+        st.text(f"User: {request.prompt}")
+
+
+def actions(experiment: Experiment) -> bool:
+    """The buttons for one experiment; True when the visitor asked to re-run it."""
+    columns = st.columns([1.2, 1, 1, 1, 3])
+    again = columns[0].button("Re-run now", type="primary", key="history_rerun", icon=":material/replay:",
+                              disabled=controls.backend is None)
+    columns[1].download_button("JSON", to_json(experiment), f"repro-lab-{experiment.id}.json", "application/json",
+                               key="history_json", icon=":material/download:")
+    columns[2].download_button("CSV", to_csv(experiment), f"repro-lab-{experiment.id}.csv", "text/csv",
+                               key="history_csv", icon=":material/download:")
+    with columns[3].popover("Delete", icon=":material/delete:"):
+        st.write("Delete this experiment for everyone?")
+        if st.button("Delete it", key="history_delete", type="primary"):
+            store.delete(experiment.id)
+            open_experiment(None)
+            st.rerun()
+    columns[4].caption(f"Share: `?experiment={experiment.id}`")
+    return again
+
+
+def drift_view(original: Experiment, again: Experiment) -> None:
+    """The re-run beside its original: did the outputs, the modal answer, the fingerprint change?"""
+    found = drift(original.runs, again.runs)
+    changed = found.outputs_changed or found.fingerprint_changed
+    (st.warning if changed else st.success)(found.summary_line())
+    sides = st.columns(2)
+    for column, (title, experiment) in zip(sides, (("Original", original), ("Re-run", again))):
+        summary = compare(experiment.runs).summary
+        column.markdown(f"**{title}** · {experiment.created_at[:19].replace('T', ' ')} UTC · "
+                        f"fingerprints {', '.join(summary.fingerprints.counts) or 'none'}")
+        column.caption(verdict(summary))
+    if found.moved_runs:
+        st.caption("Runs whose text the original never produced: "
+                   + ", ".join(f"run {i + 1}" for i in found.moved_runs))
+
+
+def show(experiment: Experiment) -> None:
+    describe(experiment)
+    if actions(experiment):
+        try:
+            controls.admit(experiment.request, experiment.runs_planned)
+            recording = rerun(store, controls.backend, experiment.id, concurrency=controls.concurrency,
+                              process_limit=controls.limits.global_concurrency)
+        except (InvalidRequest, UnknownExperiment) as exc:
+            st.error(f"Nothing was sent: {exc}")
+        else:
+            live_runs(recording, experiment.runs_planned)
+            open_experiment(recording.experiment_id)
+            st.rerun()
+    if experiment.rerun_of:
+        original = store.get(experiment.rerun_of)
+        st.subheader("Drift since the original")
+        if original is None:
+            st.info(f"This is a re-run of `{experiment.rerun_of}`, which is no longer in the history.")
+        else:
+            drift_view(original, experiment)
+    st.subheader("Runs")
+    run_cards(experiment.runs)
+    if experiment.runs:
+        show_results(experiment.runs, key=f"history_{experiment.id}")
+
+
+import_box()
+opened = st.query_params.get("experiment")
+if opened:
+    experiment = store.get(opened)
+    if st.button("← All experiments", key="history_back"):
+        open_experiment(None)
+        st.rerun()
+    if experiment is None:
+        st.error(f"There is no experiment `{opened}` in the history; it may have been deleted.")
+    else:
+        show(experiment)
+else:
+    table()

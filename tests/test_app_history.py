@@ -1,0 +1,108 @@
+"""The History page with AppTest: runs are kept, reopened by link, re-run with drift, exported and deleted."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.models import BackendInfo, RunRequest, RunResult
+from core.store import open_store
+from tests.scripted import texts
+from tests.test_app import APP, app, clean_environment, html, scripted  # noqa: F401 - shared fixtures
+
+
+@pytest.fixture
+def history(tmp_path):
+    return open_store(sqlite_path=str(tmp_path / "history.sqlite3"))
+
+
+def open_history(experiment_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/history.py")
+    if experiment_id:
+        at.query_params["experiment"] = experiment_id
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_a_run_is_saved_and_listed(scripted, history):
+    scripted(texts("The red panda slept.", "The red panda ate."))
+    at = app()
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    [row] = history.list()
+    assert (row.runs_done, row.runs_planned, row.unique_outputs, row.seed, row.complete) == (3, 3, 2, 42, True)
+    assert f"Saved to the history as `{row.id}`" in at.main.caption[-1].value
+    listing = open_history()
+    frame = listing.dataframe[0].value
+    assert list(frame["Runs"]) == ["3/3"] and list(frame["Unique"]) == ["2/3"]
+    assert list(frame["Prompt"]) == ["Create a story about red panda."]
+
+
+def test_a_link_opens_one_experiment_with_the_results_view(scripted, history):
+    scripted(texts("x"))
+    request = RunRequest(prompt="Why is the sky blue?", temperature=0.7, seed=7)
+    experiment_id = history.create(request, BackendInfo("azure", "gpt-test", "res.openai.azure.com", "2024-06-01"), 3)
+    for index, text in enumerate(("Rayleigh scattering.", "Rayleigh scattering.", "Scattering of light.")):
+        history.add_run(experiment_id, RunResult(index=index, latency_ms=10.0, text=text, system_fingerprint="fp_a"))
+    at = open_history(experiment_id)
+    described = at.markdown[0].value
+    assert "azure gpt-test @ res.openai.azure.com (2024-06-01)" in described
+    assert "temperature 0.7 · seed 7" in described and "3/3 runs · **incomplete**" in described
+    assert html(at).count('class="rl-card"') == 3
+    assert {m.label: m.value for m in at.metric}["Unique outputs"] == "2 / 3"
+    assert [b.label for b in at.get("download_button")] == ["JSON", "CSV"]
+
+
+def test_an_unknown_link_says_so(scripted):
+    scripted(texts("x"))
+    at = open_history("does-not-exist")
+    assert "There is no experiment `does-not-exist`" in at.error[0].value
+
+
+def test_rerun_now_repeats_the_request_and_reports_drift(scripted, history):
+    backend = scripted(texts("Same words."), fingerprints=("fp_old",))
+    at = app()
+    at.slider(key="runs").set_value(3)
+    at.button(key="run").click().run()
+    [original] = history.list()
+    backend.fingerprints = ("fp_new",)
+    backend.answer = texts("Other words.")
+    at = open_history(original.id)
+    at.button(key="history_rerun").click().run()
+    assert not at.exception
+    rerun = next(row for row in history.list() if row.rerun_of == original.id)
+    assert len(backend.calls) == 6
+    assert {r.seed for r in backend.calls} == {42}
+    at = open_history(rerun.id)
+    assert "Fingerprint changed fp_old → fp_new" in at.warning[0].value
+    assert "Runs whose text the original never produced: run 1, run 2, run 3" in [c.value for c in at.caption]
+
+
+def test_an_identical_rerun_is_good_news(scripted, history):
+    scripted(texts("Same words."))
+    app().button(key="run").click().run()
+    [original] = history.list()
+    at = open_history(original.id)
+    at.button(key="history_rerun").click().run()
+    rerun = next(row for row in history.list() if row.rerun_of == original.id)
+    at = open_history(rerun.id)
+    assert at.success[0].value == "Same outputs, same fingerprint: no drift."
+
+
+def test_delete_removes_it(scripted, history):
+    scripted(texts("x"))
+    app().button(key="run").click().run()
+    [row] = history.list()
+    at = open_history(row.id)
+    at.button(key="history_delete").click().run()
+    assert history.list() == []
+    assert "experiment" not in at.query_params
+
+
+def test_an_empty_history_says_what_to_do(scripted):
+    scripted(texts("x"))
+    at = open_history()
+    assert "Nothing here yet" in at.info[0].value
