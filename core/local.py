@@ -94,10 +94,11 @@ class LocalBackend:
                                              n_threads=self.n_threads, logits_all=logits_all, verbose=False)
         return self._models[logits_all]
 
-    def load(self) -> None:
-        """Load the model now rather than on the first request."""
+    def load(self) -> Any:
+        """Load the model now rather than on the first request; returns it, for tools that drive it directly
+        (core.batched), which must not run while this backend serves requests."""
         with self._lock:
-            self._model(False)
+            return self._model(False)
 
     async def complete(self, request: RunRequest) -> Completion:
         return await asyncio.to_thread(self._complete, request)

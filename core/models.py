@@ -20,11 +20,13 @@ MAX_TOP_LOGPROBS = 20
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real int or float; True and False are not numbers here."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
+    """A real int; True and False are not."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -61,18 +63,18 @@ class RunRequest:
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, required=True)
         _check_text("system prompt", self.system, required=False)
-        if not _is_number(self.temperature) or not math.isfinite(self.temperature):
+        if not is_number(self.temperature) or not math.isfinite(self.temperature):
             raise InvalidRequest(f"temperature must be a number from 0 to 2, got {self.temperature!r}.")
         if not 0 <= self.temperature <= 2:
             raise InvalidRequest(f"temperature {self.temperature} is outside 0–2; pick a value from 0 to 2.")
-        if not _is_number(self.top_p) or not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
+        if not is_number(self.top_p) or not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
             raise InvalidRequest(f"top_p must be above 0 and at most 1, got {self.top_p!r}.")
-        if not _is_integer(self.max_tokens) or not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
+        if not is_integer(self.max_tokens) or not 1 <= self.max_tokens <= MAX_TOKENS_LIMIT:
             raise InvalidRequest(
                 f"max_tokens must be a whole number from 1 to {MAX_TOKENS_LIMIT:,}, got {self.max_tokens!r}."
             )
         if self.seed is not None:
-            if not _is_integer(self.seed):
+            if not is_integer(self.seed):
                 raise InvalidRequest(f"seed must be a whole number (or none), got {self.seed!r}.")
             if not SEED_MIN <= self.seed <= SEED_MAX:
                 raise InvalidRequest(
@@ -80,7 +82,7 @@ class RunRequest:
                 )
         if not isinstance(self.logprobs, bool):
             raise InvalidRequest(f"logprobs must be true or false, got {self.logprobs!r}.")
-        if not _is_integer(self.top_logprobs) or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+        if not is_integer(self.top_logprobs) or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
             raise InvalidRequest(f"top_logprobs must be from 0 to {MAX_TOP_LOGPROBS}, got {self.top_logprobs!r}.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,9 +97,9 @@ class BatchPlan:
     concurrency: int = 10
 
     def __post_init__(self) -> None:
-        if not _is_integer(self.runs) or not 1 <= self.runs <= MAX_RUNS:
+        if not is_integer(self.runs) or not 1 <= self.runs <= MAX_RUNS:
             raise InvalidRequest(f"runs must be a whole number from 1 to {MAX_RUNS}, got {self.runs!r}.")
-        if not _is_integer(self.concurrency) or not 1 <= self.concurrency <= MAX_RUNS:
+        if not is_integer(self.concurrency) or not 1 <= self.concurrency <= MAX_RUNS:
             raise InvalidRequest(
                 f"concurrency must be a whole number from 1 to {MAX_RUNS}, got {self.concurrency!r}."
             )
@@ -145,11 +147,10 @@ class RunError:
     status: int | None = None
 
 
-@dataclass(frozen=True)
-class Completion:
-    """What a backend returns for one request; `notice` says what the backend had to change to get it."""
+@dataclass(frozen=True, kw_only=True)
+class _Answered:
+    """What a backend reports beside the text; shared by a Completion and the RunResult made from it."""
 
-    text: str
     finish_reason: str | None = None
     system_fingerprint: str | None = None
     model: str | None = None
@@ -161,23 +162,21 @@ class Completion:
     notice: str | None = None
 
 
-@dataclass(frozen=True)
-class RunResult:
+@dataclass(frozen=True, kw_only=True)
+class Completion(_Answered):
+    """What a backend returns for one request; `notice` says what the backend had to change to get it."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult(_Answered):
     """One of the N runs: the completion's fields, or an error, plus the index and latency."""
 
     index: int
     latency_ms: float
     text: str | None = None
     error: RunError | None = None
-    finish_reason: str | None = None
-    system_fingerprint: str | None = None
-    model: str | None = None
-    request_id: str | None = None
-    usage: Usage | None = None
-    logprobs: tuple[TokenLogprob, ...] | None = None
-    retries: int = 0
-    raw: str | None = field(default=None, repr=False)
-    notice: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,7 @@ from core.models import RunError, RunResult
 
 def runs(*texts: str | None, fingerprint: str | None = "fp_a") -> list[RunResult]:
     """One run per text; None is a failed run."""
-    return [RunResult(k, 100.0, text, system_fingerprint=fingerprint) if text is not None
+    return [RunResult(index=k, latency_ms=100.0, text=text, system_fingerprint=fingerprint) if text is not None
             else RunResult.failed(k, 100.0, RunError("timeout", "too slow")) for k, text in enumerate(texts)]
 
 

@@ -233,7 +233,8 @@ def test_a_version_1_database_is_migrated_and_keeps_its_data(db):
     assert old == Experiment(id="old", created_at="2025-01-01T00:00:00+00:00",
                              request=RunRequest(prompt="Old prompt", seed=42),
                              backend=BackendInfo("openai", "gpt-4o-mini", "api.openai.com"), runs_planned=1,
-                             complete=True, runs=(RunResult(0, 120.5, "Old answer.", system_fingerprint="fp_old"),))
+                             complete=True, runs=(RunResult(index=0, latency_ms=120.5, text="Old answer.",
+                                                            system_fingerprint="fp_old"),))
     assert (old.kind, old.parent_id, old.rerun_of, old.meta) == ("experiment", None, None, {})
     with db.connect() as conn:
         assert [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]

@@ -1,0 +1,73 @@
+"""N runs decoded as one batch by the embedded model, checked run by run against single runs of the backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.batched import BatchedDecoder
+from core.errors import InvalidRequest
+from core.local import LocalBackend
+from core.models import BatchPlan, RunRequest
+from core.runner import run_batch
+
+pytestmark = pytest.mark.model
+
+STORY = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
+                   temperature=1.0, max_tokens=24)
+HELLO = RunRequest(prompt="Say hello.", system="Answer in two words.", temperature=0.0, max_tokens=40)
+
+
+@pytest.fixture(scope="module")
+def backend() -> LocalBackend:
+    return LocalBackend(mode="deterministic")
+
+
+@pytest.fixture(scope="module")
+def decoder(backend) -> BatchedDecoder:
+    return BatchedDecoder.from_backend(backend)
+
+
+def single(backend: LocalBackend, request: RunRequest, seed: int | None):
+    [result] = asyncio.run(run_batch(backend, RunRequest(**{**request.to_dict(), "seed": seed}), BatchPlan(1, 1)))
+    return result
+
+
+def test_the_prompt_is_tokenized_as_a_single_run_tokenizes_it(backend, decoder):
+    assert len(decoder.prompt_tokens(STORY)) == single(backend, STORY, 1).usage.prompt_tokens
+
+
+def test_each_sequence_equals_a_single_run_with_its_seed(backend, decoder):
+    seeds = [42, 7, 42, 1234]
+    batched = decoder.generate(STORY, seeds)
+    assert [r.index for r in batched] == [0, 1, 2, 3]
+    for result, seed in zip(batched, seeds):
+        alone = single(backend, STORY, seed)
+        assert (result.text, result.finish_reason, result.usage) == (alone.text, alone.finish_reason, alone.usage)
+    assert batched[0].text == batched[2].text != batched[1].text
+    assert all(0 < r.latency_ms for r in batched)
+
+
+def test_identical_requests_in_one_batch_stay_identical(backend, decoder):
+    batched = decoder.generate(STORY, [5] * 6)
+    assert {r.text for r in batched} == {single(backend, STORY, 5).text}
+
+
+def test_a_run_that_stops_early_stops_in_the_batch_too(backend, decoder):
+    alone = single(backend, HELLO, None)
+    assert alone.finish_reason == "stop"
+    batched = decoder.generate(HELLO, [None, None, None])
+    assert [(r.text, r.finish_reason, r.usage) for r in batched] == [(alone.text, "stop", alone.usage)] * 3
+
+
+def test_one_sequence_with_shared_cells_is_a_single_run(backend, decoder):
+    [result] = decoder.generate(STORY, [9], shared_cells=True)
+    assert result.text == single(backend, STORY, 9).text
+
+
+def test_seed_count_is_checked(decoder):
+    with pytest.raises(InvalidRequest, match="^seeds: give 1 to 100"):
+        decoder.generate(STORY, [])
+    with pytest.raises(InvalidRequest, match="^seeds: give 1 to 100"):
+        decoder.generate(STORY, [1] * 101)
