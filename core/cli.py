@@ -1,5 +1,6 @@
 """The command line: `python -m core run …` sends N identical requests and prints a table or one JSON object;
-`python -m core history …` lists, shows, exports and imports saved experiments.
+`python -m core sweep …` runs the prompt over temperatures × seeds; `python -m core history …` lists, shows,
+exports and imports saved experiments.
 
 Exit status: 0 success; 1 with --expect-identical when the successful runs differ; 2 bad input or configuration;
 3 when no run succeeded.
@@ -18,10 +19,11 @@ from core.backends import make_backend
 from core.compare import Summary, compare
 from core.config import BACKEND_CHOICES, LOCAL_MODES, load_settings, read_sources
 from core.errors import ReproError, UnknownExperiment
-from core.history import record
+from core.history import Recording, record, record_sweep
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
 from core.store import from_json, import_experiment, open_store, to_csv, to_json
+from core.sweep import SweepPlan, SweepResult, parse_seeds, parse_temperatures, stream_sweep
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_ALL_FAILED = 0, 1, 2, 3
 
@@ -55,6 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--expect-identical", action="store_true",
                      help="exit with status 1 unless every successful run is byte-identical")
     run.add_argument("--no-save", action="store_true", help="do not keep this experiment in the history")
+
+    sweep = commands.add_parser("sweep", help="the same prompt over temperatures × seeds, N runs per cell")
+    sweep.add_argument("--prompt", required=True)
+    sweep.add_argument("--system", default="")
+    sweep.add_argument("--temperatures", required=True, help="comma-separated, e.g. 0,0.7,1.2")
+    sweep.add_argument("--seeds", default="42,none", help="comma-separated whole numbers or 'none', e.g. 42,none")
+    sweep.add_argument("--runs", type=int, default=5, help="runs per cell")
+    sweep.add_argument("--top-p", type=float, default=1.0)
+    sweep.add_argument("--max-tokens", type=int, default=256)
+    sweep.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
+    sweep.add_argument("--local-mode", choices=LOCAL_MODES, default=None)
+    sweep.add_argument("--concurrency", type=int, default=10)
+    sweep.add_argument("--timeout", type=float, default=None)
+    sweep.add_argument("--json", action="store_true")
+    sweep.add_argument("--no-save", action="store_true")
 
     history = commands.add_parser("history", help="experiments kept in the history (SQLite, or DATABASE_URL)")
     actions = history.add_subparsers(dest="action", required=True)
@@ -152,6 +169,37 @@ def command_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_sweep(args: argparse.Namespace) -> int:
+    try:
+        plan = SweepPlan(parse_temperatures(args.temperatures), parse_seeds(args.seeds), args.runs, args.concurrency)
+        base = RunRequest(prompt=args.prompt, system=args.system, top_p=args.top_p, max_tokens=args.max_tokens)
+        backend = make_backend(load_settings(backend=args.backend, local_mode=args.local_mode, timeout_s=args.timeout))
+        store = None if args.no_save else _store()
+    except ReproError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.json:
+        print(f"{backend.info.label} · {len(plan.temperatures)} temperatures × {len(plan.seeds)} seeds × "
+              f"{plan.runs} runs = {plan.total_requests} requests")
+    recording = (Recording(None, stream_sweep(backend, base, plan)) if store is None
+                 else record_sweep(store, backend, base, plan))
+    result = SweepResult.collect(base, plan, recording)
+    summaries = result.summaries()
+    if args.json:
+        print(json.dumps({**result.to_dict(), "backend": backend.info.to_dict(),
+                          "experiment_id": recording.experiment_id}, ensure_ascii=False))
+    else:
+        print(f"{'cell':<22} {'ok':>4} {'unique':>6} {'identical':>9} {'first fork':>10} {'similarity':>10}")
+        for s in summaries:
+            rate = "-" if s.identical_rate is None else f"{s.identical_rate:.0%}"
+            fork = "-" if s.first_divergence_word is None else f"word {s.first_divergence_word + 1}"
+            similarity = "-" if s.mean_similarity is None else f"{s.mean_similarity:.3f}"
+            print(f"{s.label:<22} {s.successful:>4} {s.unique_outputs:>6} {rate:>9} {fork:>10} {similarity:>10}")
+        if recording.experiment_id:
+            print(f"saved as {recording.experiment_id}")
+    return EXIT_OK if any(s.successful for s in summaries) else EXIT_ALL_FAILED
+
+
 def command_history(args: argparse.Namespace) -> int:
     try:
         store = _store()
@@ -196,4 +244,4 @@ def _summary_line(summary: Summary) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"run": command_run, "history": command_history}[args.command](args)
+    return {"run": command_run, "sweep": command_sweep, "history": command_history}[args.command](args)

@@ -6,30 +6,35 @@ A batch cut off half-way (the iterator closed, the process killed) keeps every r
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from core.backends import Backend
 from core.errors import UnknownExperiment
 from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
 from core.store import Store
+from core.sweep import Cell, SweepPlan, SweepResult, stream_sweep
+
+T = TypeVar("T")
 
 
-class Recording:
-    """A batch being saved: iterate for each result (stored before you see it); `experiment_id` names it
-    (None for a batch that is not being saved).
+class Recording(Generic[T]):
+    """A batch (or a sweep) being saved: iterate for each result, stored before you see it; `experiment_id` names
+    the history item (None for a batch that is not being saved).
 
     Closing it early cancels the runs still in flight.
     """
 
-    def __init__(self, experiment_id: str | None, results: Iterator[RunResult]):
+    def __init__(self, experiment_id: str | None, results: Iterator[T]):
         self.experiment_id = experiment_id
         self._results = results
 
-    def __iter__(self) -> Recording:
+    def __iter__(self) -> Recording[T]:
         return self
 
-    def __next__(self) -> RunResult:
+    def __next__(self) -> T:
         return next(self._results)
 
     def close(self) -> None:
@@ -62,3 +67,36 @@ def rerun(store: Store, backend: Backend, experiment_id: str, *, concurrency: in
         raise UnknownExperiment(f"There is no experiment {experiment_id!r} in the history; it may have been deleted.")
     plan = BatchPlan(original.runs_planned, concurrency)
     return record(store, backend, original.request, plan, rerun_of=experiment_id, process_limit=process_limit)
+
+
+def record_sweep(store: Store, backend: Backend, base: RunRequest, plan: SweepPlan, *,
+                 process_limit: int | None = None) -> Recording[tuple[Cell, RunResult]]:
+    """Save a sweep as one history item (kind "sweep", the plan in its meta) with a child experiment per cell;
+    each run is saved to its cell the moment it arrives, and a cell is complete once all its runs have."""
+    sweep_id = store.create(base, backend.info, plan.total_requests, kind="sweep", meta={"plan": plan.to_dict()})
+    cells = {cell: store.create(cell.request, backend.info, plan.runs, parent_id=sweep_id, meta={"label": cell.label})
+             for cell in plan.cells(base)}
+
+    def saved() -> Iterator[tuple[Cell, RunResult]]:
+        arrived: Counter[Cell] = Counter()
+        with contextlib.closing(stream_sweep(backend, base, plan, process_limit)) as pairs:
+            for cell, result in pairs:
+                store.add_run(cells[cell], result)
+                arrived[cell] += 1
+                if arrived[cell] == plan.runs:
+                    store.finish(cells[cell])
+                yield cell, result
+        store.finish(sweep_id)
+
+    return Recording(sweep_id, saved())
+
+
+def load_sweep(store: Store, sweep_id: str) -> SweepResult:
+    """A saved sweep back as a SweepResult (cells in the plan's order, each with the runs that arrived)."""
+    sweep = store.get(sweep_id)
+    if sweep is None or sweep.kind != "sweep":
+        raise UnknownExperiment(f"There is no sweep {sweep_id!r} in the history; it may have been deleted.")
+    plan = SweepPlan(**sweep.meta["plan"])
+    saved = {(child.request.temperature, child.request.seed): child.runs for child in store.children(sweep_id)}
+    return SweepResult(sweep.request, plan, tuple((cell, saved.get((cell.temperature, cell.seed), ()))
+                                                   for cell in plan.cells(sweep.request)))

@@ -127,3 +127,27 @@ def test_importing_a_file_that_is_not_an_export_names_the_problem(azure_env, tmp
     done = cli("history", "import", "bad.json", env=azure_env, cwd=tmp_path)
     assert done.returncode == 2
     assert "error:" in done.stderr and "format" in done.stderr
+
+
+def test_sweep_prints_a_row_per_cell_and_saves_one_item(fake_server, azure_env, tmp_path):
+    done = cli("sweep", "--prompt", "Create a story about red panda.", "--temperatures", "0,0.7,1.2",
+               "--seeds", "42,none", "--runs", "3", "--json", env=azure_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [(c["temperature"], c["seed"], len(c["runs"])) for c in data["cells"]] == [
+        (0.0, 42, 3), (0.0, None, 3), (0.7, 42, 3), (0.7, None, 3), (1.2, 42, 3), (1.2, None, 3)]
+    assert [s["unique_outputs"] for s in data["summaries"]] == [1, 3, 1, 3, 1, 3]
+    assert {(r.body["temperature"], r.body.get("seed")) for r in fake_server.received} == {
+        (0.0, None), (0.0, 42), (0.7, None), (0.7, 42), (1.2, None), (1.2, 42)}
+    [row] = json.loads(cli("history", "list", "--json", env=azure_env, cwd=tmp_path).stdout)
+    assert (row["id"], row["kind"]) == (data["experiment_id"], "sweep")
+    table = cli("sweep", "--prompt", "p", "--temperatures", "0", "--seeds", "7", "--runs", "2", "--no-save",
+                env=azure_env, cwd=tmp_path).stdout
+    assert "T=0 · seed 7" in table and "100%" in table
+
+
+def test_a_bad_sweep_is_refused_before_sending(fake_server, azure_env, tmp_path):
+    done = cli("sweep", "--prompt", "p", "--temperatures", "0,2.5", env=azure_env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "temperatures" in done.stderr and "2.5" in done.stderr
+    assert fake_server.received == []

@@ -14,9 +14,10 @@ import pytest
 from core.backends import make_backend
 from core.config import load_settings
 from core.drift import drift
-from core.history import record, rerun
-from core.models import BatchPlan, RunRequest
 from core.errors import UnknownExperiment
+from core.history import load_sweep, record, record_sweep, rerun
+from core.models import BatchPlan, RunRequest
+from core.sweep import SweepPlan, SweepResult
 from core.store import to_csv, to_json
 from tests.pgserver import db, postgres_url, store  # noqa: F401
 from tests.scripted import ScriptedBackend, texts
@@ -180,3 +181,31 @@ def test_no_secret_in_the_database_or_any_export(db, fake_server, azure_env):
     for key in (fake_server.api_key, wrong_key):
         assert key.encode() not in stored
         assert key not in exports
+
+
+def test_a_sweep_is_one_history_item_with_a_cell_per_child(store):
+    def answer(request, number):
+        return f"T{request.temperature} seed {request.seed}" if request.seed is not None else f"fresh {number}"
+
+    backend = ScriptedBackend(answer)
+    base = RunRequest(prompt="Create a story about red panda.", max_tokens=20)
+    plan = SweepPlan(temperatures=(0.0, 1.0), seeds=(42, None), runs=3, concurrency=4)
+    recording = record_sweep(store, backend, base, plan)
+    pairs = list(recording)
+    assert len(pairs) == 12
+    [row] = store.list()
+    assert (row.id, row.kind, row.runs_planned) == (recording.experiment_id, "sweep", 12)
+    assert store.get(row.id).complete
+    children = store.children(row.id)
+    assert [(c.request.temperature, c.request.seed, len(c.runs), c.complete) for c in children] == [
+        (0.0, 42, 3, True), (0.0, None, 3, True), (1.0, 42, 3, True), (1.0, None, 3, True)]
+    loaded = load_sweep(store, row.id)
+    assert loaded == SweepResult.collect(base, plan, pairs)
+    assert [s.unique_outputs for s in loaded.summaries()] == [1, 3, 1, 3]
+
+
+def test_loading_something_that_is_not_a_sweep_says_so(store):
+    backend = ScriptedBackend(texts("x"))
+    experiment_id = record(store, backend, RunRequest(prompt="p"), BatchPlan(1, 1)).experiment_id
+    with pytest.raises(UnknownExperiment, match="no sweep"):
+        load_sweep(store, experiment_id)
