@@ -8,6 +8,7 @@ st.set_page_config(page_title="Repro Lab", page_icon=":material/difference:", la
 page = st.navigation([
     st.Page("pages/experiment.py", title="Experiment", icon=":material/science:", default=True),
     st.Page("pages/seed_vs_no_seed.py", title="Seed vs no seed", icon=":material/casino:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/ssid_chart:"),
     st.Page("pages/history.py", title="History", icon=":material/history:", url_path="history"),
 ])
 st.session_state[NAVIGATED] = True

@@ -12,13 +12,17 @@ st.title("Experiment")
 st.caption("The same request, sent N times at once. Identical answers mean the backend reproduced itself; "
            "where they part is where reproducibility broke.")
 system, prompt = prompt_box("experiment")
-clicked = st.button("Run", type="primary", key="run", icon=":material/play_arrow:",
-                    disabled=controls.backend is None)
+buttons = st.columns([1, 4])
+clicked = buttons[0].button("Run", type="primary", key="run", icon=":material/play_arrow:",
+                            disabled=controls.backend is None)
+logprobs = buttons[1].toggle("Log-probabilities (top 5)", key="logprobs",
+                             help="Shows what each run could have chosen where two runs part. The embedded model "
+                                  "is much slower with them.")
 st.caption("This run: " + controls.cost_line(controls.runs, controls.max_tokens))
 
 if clicked:
     try:
-        request, plan = controls.request(prompt, system), controls.plan()
+        request, plan = controls.request(prompt, system, logprobs=logprobs), controls.plan()
         controls.admit(request, plan.runs)
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")

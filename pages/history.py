@@ -6,10 +6,11 @@ import streamlit as st
 from core.compare import compare
 from core.drift import drift
 from core.errors import InvalidImport, InvalidRequest, UnknownExperiment
-from core.history import rerun
+from core.history import load_sweep, rerun
 from core.store import Experiment, from_json, import_experiment, to_csv, to_json
 from ui.results import live_runs, run_cards, show_results, verdict
 from ui.sidebar import PROVIDER_NAMES, sidebar
+from ui.sweeps import show_sweep
 
 controls = sidebar()
 st.title("History")
@@ -55,7 +56,8 @@ def table() -> None:
         "Seed": "none" if row.seed is None else str(row.seed), "T": row.temperature,
         "Unique": f"{row.unique_outputs}/{row.runs_done}" if row.runs_done else "–",
         "Fingerprints": ", ".join(row.fingerprints) or "–",
-        "Status": ("re-run · " if row.rerun_of else "") + ("complete" if row.complete else "incomplete"),
+        "Status": ("sweep · " if row.kind == "sweep" else "re-run · " if row.rerun_of else "")
+                  + ("complete" if row.complete else "incomplete"),
     } for row in rows])
     picked = st.dataframe(frame, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                           key="history_table")
@@ -110,7 +112,23 @@ def drift_view(original: Experiment, again: Experiment) -> None:
                    + ", ".join(f"run {i + 1}" for i in found.moved_runs))
 
 
+def show_saved_sweep(experiment: Experiment) -> None:
+    plan = experiment.meta["plan"]
+    st.markdown(f"**{experiment.created_at[:19].replace('T', ' ')} UTC** · sweep · {experiment.backend.label} · "
+                f"temperatures {', '.join(f'{t:g}' for t in plan['temperatures'])} · seeds "
+                f"{', '.join('none' if s is None else str(s) for s in plan['seeds'])} · {plan['runs']} runs per cell"
+                + ("" if experiment.complete else " · **incomplete**"))
+    with st.popover("Delete", icon=":material/delete:"):
+        if st.button("Delete the sweep and its cells", key="history_delete", type="primary"):
+            store.delete(experiment.id)
+            open_experiment(None)
+            st.rerun()
+    show_sweep(load_sweep(store, experiment.id), key=f"history_{experiment.id}")
+
+
 def show(experiment: Experiment) -> None:
+    if experiment.kind == "sweep":
+        return show_saved_sweep(experiment)
     describe(experiment)
     if actions(experiment):
         try:

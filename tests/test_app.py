@@ -328,3 +328,29 @@ def test_a_prompt_over_the_configured_size_is_refused(scripted, monkeypatch):
     at.button(key="run").click().run()
     assert backend.calls == []
     assert "this instance allows 20 (REPRO_MAX_PROMPT_CHARS)" in at.error[0].value
+
+
+def test_logprobs_show_what_each_run_chose_at_the_first_fork(azure):
+    azure.answers.extend(["The red panda slept.", "The red panda ate."])
+    at = app()
+    at.slider(key="runs").set_value(2)
+    at.slider(key="concurrency").set_value(1)
+    at.toggle(key="logprobs").set_value(True)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert all(r.body["logprobs"] is True and r.body["top_logprobs"] == 5 for r in azure.received)
+    assert "At the first fork" in [h.value for h in at.subheader]
+    page = html(at)
+    assert "Run 1 chose <code>␣slept.</code> (90.5%)" in page
+    assert "Run 2 chose <code>␣ate.</code> (90.5%)" in page
+    assert 'class="rl-at"' in page
+    [tree] = at.code
+    assert tree.value.splitlines()[0] == "3 words shared → 'slept.' ×1 / 'ate.' ×1"
+
+
+def test_without_logprobs_the_page_says_how_to_see_the_fork(scripted):
+    scripted(texts("The red panda slept.", "The red panda ate."))
+    at = app()
+    at.slider(key="runs").set_value(2)
+    at.button(key="run").click().run()
+    assert "Ask for log-probabilities" in " ".join(c.value for c in at.caption)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from html import escape
 
 from core.compare import Segment
+from core.forks import ForkSide
 from core.models import RunResult
 
 STYLE = """<style>
@@ -34,6 +35,14 @@ STYLE = """<style>
   background:rgb(217,72,15);color:#fff;vertical-align:middle;white-space:nowrap}
 .rl-legend{font-size:.85rem;opacity:.85;margin:.4rem 0;display:flex;gap:1rem;flex-wrap:wrap}
 .rl-legend span{padding:0 .3rem;border-radius:.2rem}
+.rl-strip{line-height:2;font-family:ui-monospace,monospace;font-size:.85rem;white-space:pre-wrap;word-break:break-word}
+.rl-strip span{border-radius:.2rem;padding:.05rem 0}
+.rl-strip .rl-at{outline:2px solid rgb(217,72,15)}
+.rl-fork-table{border-collapse:collapse;width:100%;font-size:.92rem}
+.rl-fork-table td{padding:.15rem .4rem;border-bottom:1px solid rgba(128,128,128,.2)}
+.rl-fork-table .rl-bar{height:.6rem;background:rgb(217,72,15);border-radius:.3rem}
+.rl-tie{display:inline-block;font-size:.75rem;font-weight:700;padding:0 .4rem;border-radius:.6rem;
+  background:rgba(210,153,34,.35)}
 </style>"""
 
 FORK = '<span class="rl-fork" title="first divergence">◆ fork</span>'
@@ -97,3 +106,31 @@ def legend() -> str:
             f'<del>only in the left run</del></span><span class="rl-side" style="border:0;padding:0">'
             f'<ins>only in the right run</ins></span><span class="rl-side" style="border:0;padding:0">'
             f'<mark>replaced</mark></span>{FORK}<span>where the two runs first part</span></div>')
+
+
+def _token(text: str) -> str:
+    """A token shown so its whitespace is visible."""
+    return escape(text.replace(" ", "␣").replace("\n", "⏎"))
+
+
+def strip_html(tokens: Sequence[tuple[str, float]], fork_at: int | None) -> str:
+    """The run's tokens shaded by probability (pale = unsure); the fork's token outlined."""
+    spans = []
+    for position, (token, probability) in enumerate(tokens):
+        alpha = round(0.55 * (1 - probability), 3)
+        outline = ' class="rl-at"' if position == fork_at else ""
+        spans.append(f'<span{outline} style="background:rgba(229,72,77,{alpha})" '
+                     f'title="p = {probability:.3f}">{escape(token)}</span>')
+    return f'{STYLE}<div class="rl-strip">{"".join(spans)}</div>'
+
+
+def fork_table(side: ForkSide) -> str:
+    """What one run chose at the fork, its top alternatives with probabilities, the margin and a near-tie badge."""
+    rows = "".join(
+        f"<tr><td>{'▶' if token == side.chosen else ''}</td><td><code>{_token(token)}</code></td>"
+        f'<td style="width:45%"><div class="rl-bar" style="width:{probability * 100:.1f}%"></div></td>'
+        f"<td>{probability:.1%}</td></tr>"
+        for token, probability in side.alternatives)
+    tie = ' <span class="rl-tie">near tie</span>' if side.near_tie else ""
+    return (f'{STYLE}<p>Run {side.run + 1} chose <code>{_token(side.chosen)}</code> ({side.chosen_prob:.1%}) · '
+            f"margin between the top two {side.margin:.1%}{tie}</p><table class=\"rl-fork-table\">{rows}</table>")

@@ -9,8 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from core.compare import Comparison, Summary, compare, diff
+from core.forks import fork_between, token_strip
 from core.models import RunResult
-from ui.html import diff_columns, legend, run_card
+from core.tree import divergence_tree, render_lines
+from ui.html import diff_columns, fork_table, legend, run_card, strip_html
 
 CARDS_PER_ROW = 3
 _WAITING = '<div class="rl-card" style="opacity:.45"><div class="rl-meta"><b>Run {n}</b> waiting…</div></div>'
@@ -117,6 +119,26 @@ def _diff_picker(results: Sequence[RunResult], comparison: Comparison, key: str)
         st.success(f"Run {left + 1} and run {right + 1} are byte-identical.")
     st.html(diff_columns(diff(a, b), f"Run {left + 1}", f"Run {right + 1}"))
     st.html(legend())
+    _fork_view(ok[left], ok[right])
+
+
+STRIP_BEFORE, STRIP_AFTER = 40, 12
+
+
+def _fork_view(a: RunResult, b: RunResult) -> None:
+    """With logprobs: what each run chose at the first token where they part, and how close the call was."""
+    sides = fork_between(a, b)
+    if sides is None:
+        if a.text != b.text and not (a.logprobs and b.logprobs):
+            st.caption("Ask for log-probabilities to see why these two runs part at their first fork.")
+        return
+    st.subheader("At the first fork")
+    for column, side, run in zip(st.columns(2), sides, (a, b)):
+        start = max(0, side.position - STRIP_BEFORE)
+        column.html(fork_table(side))
+        column.html(strip_html(token_strip(run)[start:side.position + STRIP_AFTER], side.position - start))
+    st.caption("Tokens are shaded by their probability: the paler, the surer the model was. "
+               "A near tie (top two within 10 points) is the usual reason a fixed seed still forks.")
 
 
 def _heatmap(comparison: Comparison) -> None:
@@ -147,6 +169,9 @@ def show_results(results: Sequence[RunResult], key: str) -> Comparison:
         _groups(comparison)
     st.subheader("Side by side")
     _diff_picker(results, comparison, key)
+    if not summary.all_identical:
+        with st.expander("Divergence tree: the prefixes the runs share, and where they split"):
+            st.code("\n".join(render_lines(divergence_tree(results))), language=None)
     if summary.successful > 2 and not summary.all_identical:
         st.subheader("Similarity between runs")
         _heatmap(comparison)

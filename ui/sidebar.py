@@ -14,12 +14,13 @@ from streamlit.runtime.pages_manager import PagesManager
 from core.backends import Backend, make_backend
 from core.config import Settings, load_settings, read_sources
 from core.errors import ReproError
-from core.history import Recording, record
+from core.history import Recording, record, record_sweep
 from core.limits import Limits, Quota, load_limits
 from core.local import MODES, LocalBackend
-from core.models import BatchPlan, RunRequest
+from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
 from core.store import Store, open_store
+from core.sweep import Cell, SweepPlan, stream_sweep
 from ui.access import require_access
 
 PROVIDER_NAMES = {"azure": "Azure OpenAI", "compatible": "OpenAI-compatible server", "openai": "OpenAI",
@@ -66,6 +67,13 @@ class Controls:
         if self.store is None:
             return Recording(None, stream_runs(self.backend, request, plan, process_limit=limit))
         return record(self.store, self.backend, request, plan, process_limit=limit, **history)
+
+    def sweep(self, base: RunRequest, plan: SweepPlan) -> Recording[tuple[Cell, RunResult]]:
+        """Run a sweep like `run` runs a batch: under the shared cap, saved as one history item when there is a store."""
+        limit = self.limits.global_concurrency
+        if self.store is None:
+            return Recording(None, stream_sweep(self.backend, base, plan, limit))
+        return record_sweep(self.store, self.backend, base, plan, process_limit=limit)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
         return (f"{requests} requests, at most {requests * max_tokens:,} completion tokens · "

@@ -1,0 +1,67 @@
+"""Sweep: the same prompt over temperatures × seeds, N runs per cell, to see how reproducibility depends on them."""
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import InvalidRequest
+from core.sweep import SweepPlan, SweepResult, parse_seeds
+from ui.prompts import prompt_box
+from ui.results import saved_caption
+from ui.sidebar import sidebar
+from ui.sweeps import show_sweep
+
+TEMPERATURES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.2, 1.5, 2.0)
+
+controls = sidebar()
+st.title("Sweep")
+st.caption("How the identical rate falls as the temperature rises, with a fixed seed and without.")
+system, prompt = prompt_box("sweep")
+settings = st.columns([3, 2, 1])
+temperatures = settings[0].multiselect("Temperatures", TEMPERATURES, default=[0.0, 0.1, 0.3, 0.7, 1.0, 1.5],
+                                       key="sweep_temperatures")
+seeds_text = settings[1].text_input("Seeds", "42, none", key="sweep_seeds",
+                                    help="Comma-separated whole numbers; 'none' is a series without a seed.")
+runs = settings[2].number_input("Runs per cell", 2, 20, 5, key="sweep_runs")
+
+plan = None
+try:
+    plan = SweepPlan(tuple(sorted(temperatures)), parse_seeds(seeds_text), int(runs), controls.concurrency)
+    base = controls.request(prompt, system)
+except InvalidRequest as exc:
+    st.error(f"Nothing can be sent yet: {exc}")
+if plan:
+    tokens = "" if controls.backend and controls.backend.info.provider == "local" else (
+        f" · about {plan.estimate_tokens(base):,} tokens at most")
+    st.caption(f"This sweep: {len(plan.temperatures)} temperatures × {len(plan.seeds)} seed settings × {plan.runs} "
+               f"runs = **{plan.total_requests} requests**{tokens} · "
+               f"{controls.quota.remaining()} of {controls.quota.per_hour} requests left this hour")
+    confirmed = plan.total_requests <= controls.limits.confirm_above or st.checkbox(
+        f"Yes, send {plan.total_requests} requests", key="sweep_confirm")
+    if st.button("Run sweep", type="primary", key="run_sweep", icon=":material/play_arrow:",
+                 disabled=controls.backend is None or not confirmed):
+        try:
+            controls.admit(base, plan.total_requests, sweep=True)
+        except InvalidRequest as exc:
+            st.error(f"Nothing was sent: {exc}")
+        else:
+            recording = controls.sweep(base, plan)
+            progress = st.progress(0.0, text=f"Sending {plan.total_requests} requests…")
+            cells = st.empty()
+            done: dict[str, int] = {cell.label: 0 for cell in plan.cells(base)}
+            pairs = []
+            for cell, result in recording:
+                pairs.append((cell, result))
+                done[cell.label] += 1
+                progress.progress(len(pairs) / plan.total_requests,
+                                  text=f"{len(pairs)} of {plan.total_requests} requests done")
+                cells.dataframe(pd.DataFrame({"Cell": list(done), "Runs done": list(done.values())}),
+                                hide_index=True)
+            progress.empty()
+            cells.empty()
+            st.session_state["sweep_result"] = SweepResult.collect(base, plan, pairs)
+            st.session_state["sweep_id"] = recording.experiment_id
+            st.session_state["sweep_count"] = st.session_state.get("sweep_count", 0) + 1
+
+if "sweep_result" in st.session_state:
+    saved_caption(st.session_state["sweep_id"])
+    show_sweep(st.session_state["sweep_result"], key=f"sweep_{st.session_state['sweep_count']}")
