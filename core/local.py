@@ -100,6 +100,12 @@ class LocalBackend:
         with self._lock:
             return self._model(False)
 
+    def forget(self) -> None:
+        """Drop the evaluated prompt, so that a cache-mode batch starts cold, as the first request to a new server."""
+        with self._lock:
+            for model in self._models.values():
+                model.reset()
+
     async def complete(self, request: RunRequest) -> Completion:
         return await asyncio.to_thread(self._complete, request)
 

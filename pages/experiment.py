@@ -18,7 +18,7 @@ clicked = buttons[0].button("Run", type="primary", key="run", icon=":material/pl
 logprobs = buttons[1].toggle("Log-probabilities (top 5)", key="logprobs",
                              help="Shows what each run could have chosen where two runs part. The embedded model "
                                   "is much slower with them.")
-st.caption("This run: " + controls.cost_line(controls.runs, controls.max_tokens))
+cost = st.empty()  # filled last, so the quota it shows counts this run too
 
 if clicked:
     try:
@@ -37,3 +37,5 @@ elif "experiment_results" in st.session_state:
 if "experiment_results" in st.session_state:
     saved_caption(st.session_state["experiment_id"])
     show_results(st.session_state["experiment_results"], key=f"experiment_{st.session_state['experiment_count']}")
+
+cost.caption("This run: " + controls.cost_line(controls.runs, controls.max_tokens))

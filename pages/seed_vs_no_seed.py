@@ -10,8 +10,13 @@ from core.models import RunResult
 from ui.html import diff_columns, legend
 from ui.prompts import prompt_box
 from ui.results import live_runs, run_cards, verdict
-from ui.sidebar import sidebar
+from ui.sidebar import local_backend, sidebar
 
+MODES_WHY = ("In *reuse prompt cache* mode the engine keeps the evaluated prompt, as a busy server would. The first "
+             "request evaluates the whole prompt in one batch; every later one finds it cached and re-evaluates only "
+             "its last token, alone: a different batch shape, so logits that differ in the last bits, and where two "
+             "tokens were nearly tied the choice flips. *Deterministic* mode resets the state before every request, "
+             "so the same seed gives the same bytes every time.")
 WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”: when the backend computes the same "
        "logits in a different batch shape (a reused prompt cache, another batch size on a busy server) the last "
        "bits differ and can flip a near-tie between two tokens. A changed system fingerprint says the backend "
@@ -41,7 +46,7 @@ st.caption("N requests without a seed and N with one, everything else equal.")
 system, prompt = prompt_box("seed")
 clicked = st.button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
                     disabled=controls.backend is None)
-st.caption("Both scenarios: " + controls.cost_line(2 * controls.runs, controls.max_tokens))
+cost = st.empty()  # filled last, so the quota it shows counts this run too
 columns = [column.empty() for column in st.columns(2)]
 
 if clicked:
@@ -67,3 +72,35 @@ if "seed_scenarios" in st.session_state:
             scenario(title, results)
     st.html(legend())
     st.info(WHY)
+
+
+st.divider()
+st.header("The embedded engine's two modes")
+st.caption("The same seeded request to the embedded model, N times in each mode: a miniature of why a fixed seed is "
+           "only “almost always” reproducible on a real server. Offline, always available.")
+if st.button("Run both modes", key="run_modes", icon=":material/play_arrow:"):
+    try:
+        request = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
+        plan = controls.plan()
+        controls.admit(request, 2 * plan.runs)
+    except InvalidRequest as exc:
+        st.error(f"Nothing was sent: {exc}")
+    else:
+        modes = {}
+        for slot, (title, mode) in zip(st.columns(2), (("Deterministic", "deterministic"),
+                                                       ("Reuse prompt cache", "cache"))):
+            backend = local_backend(mode)
+            backend.forget()  # start cold, as the first request to a freshly started server
+            with slot:
+                st.subheader(title)
+                modes[title] = live_runs(controls.run(request, plan, backend), plan.runs, per_row=1)
+        st.session_state["engine_modes"] = modes
+        st.rerun()
+
+if "engine_modes" in st.session_state:
+    for slot, (title, results) in zip(st.columns(2), st.session_state["engine_modes"].items()):
+        with slot:
+            scenario(title, results)
+    st.info(MODES_WHY)
+
+cost.caption("Both scenarios: " + controls.cost_line(2 * controls.runs, controls.max_tokens))

@@ -32,9 +32,7 @@ except InvalidRequest as exc:
 if plan:
     tokens = "" if controls.backend and controls.backend.info.provider == "local" else (
         f" · about {plan.estimate_tokens(base):,} tokens at most")
-    st.caption(f"This sweep: {len(plan.temperatures)} temperatures × {len(plan.seeds)} seed settings × {plan.runs} "
-               f"runs = **{plan.total_requests} requests**{tokens} · "
-               f"{controls.quota.remaining()} of {controls.quota.per_hour} requests left this hour")
+    cost = st.empty()  # filled last, so the quota it shows counts this sweep too
     confirmed = plan.total_requests <= controls.limits.confirm_above or st.checkbox(
         f"Yes, send {plan.total_requests} requests", key="sweep_confirm")
     if st.button("Run sweep", type="primary", key="run_sweep", icon=":material/play_arrow:",
@@ -65,3 +63,8 @@ if plan:
 if "sweep_result" in st.session_state:
     saved_caption(st.session_state["sweep_id"])
     show_sweep(st.session_state["sweep_result"], key=f"sweep_{st.session_state['sweep_count']}")
+
+if plan:
+    cost.caption(f"This sweep: {len(plan.temperatures)} temperatures × {len(plan.seeds)} seed settings × {plan.runs} "
+                 f"runs = **{plan.total_requests} requests**{tokens} · "
+                 f"{controls.quota.remaining()} of {controls.quota.per_hour} requests left this hour")

@@ -354,3 +354,22 @@ def test_without_logprobs_the_page_says_how_to_see_the_fork(scripted):
     at.slider(key="runs").set_value(2)
     at.button(key="run").click().run()
     assert "Ask for log-probabilities" in " ".join(c.value for c in at.caption)
+
+
+def test_the_engine_modes_section_shows_the_cache_mode_fork():
+    """The embedded model for real: deterministic gives N identical answers, cache mode's first answer differs."""
+    at = app("pages/seed_vs_no_seed.py")
+    at.slider(key="runs").set_value(3)
+    at.number_input(key="max_tokens").set_value(80)
+    at.button(key="run_modes").click().run()
+    assert not at.exception
+    assert at.success[0].value == "All 3 runs are byte-identical."
+    assert at.warning[0].value.startswith("2 distinct outputs of 3")
+    assert "re-evaluates only its last token" in at.main.info[-1].value
+
+
+def test_the_quota_line_counts_the_run_just_sent(scripted):
+    scripted(texts("x"))
+    at = app()
+    at.button(key="run").click().run()
+    assert any("595 of 600 requests left this hour" in c.value for c in at.main.caption)

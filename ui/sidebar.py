@@ -6,7 +6,6 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -60,13 +59,13 @@ class Controls:
         self.limits.check(request, requests, sweep=sweep)
         self.quota.take(requests)
 
-    def run(self, request: RunRequest, plan: BatchPlan, **history: Any) -> Recording:
-        """Send the batch under the cap all sessions of this process share, saving each run to the history as it
-        arrives (`history` goes to core.history.record); unsaved, with no experiment id, when there is no store."""
-        limit = self.limits.global_concurrency
+    def run(self, request: RunRequest, plan: BatchPlan, backend: Backend | None = None) -> Recording[RunResult]:
+        """Send the batch (to the chosen backend, unless another is given) under the cap all sessions of this process
+        share, saving each run to the history as it arrives; unsaved, with no experiment id, without a store."""
+        backend, limit = backend or self.backend, self.limits.global_concurrency
         if self.store is None:
-            return Recording(None, stream_runs(self.backend, request, plan, process_limit=limit))
-        return record(self.store, self.backend, request, plan, process_limit=limit, **history)
+            return Recording(None, stream_runs(backend, request, plan, process_limit=limit))
+        return record(self.store, backend, request, plan, process_limit=limit)
 
     def sweep(self, base: RunRequest, plan: SweepPlan) -> Recording[tuple[Cell, RunResult]]:
         """Run a sweep like `run` runs a batch: under the shared cap, saved as one history item when there is a store."""
@@ -103,6 +102,11 @@ def _cached_backend(key: str, _settings: Settings) -> Backend:
     if isinstance(backend, LocalBackend):
         backend.load()  # now, so that the first run's latency is the model's, not the loading's
     return backend
+
+
+def local_backend(mode: str) -> LocalBackend:
+    """The embedded model in `mode`, loaded once per process like every other backend."""
+    return _backend_for(load_settings(secrets=_secrets()).with_overrides(backend="local", local_mode=mode))
 
 
 def _backend_for(settings: Settings) -> Backend:
