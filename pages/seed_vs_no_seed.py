@@ -40,6 +40,25 @@ def scenario(title: str, results: list[RunResult]) -> None:
         run_cards(results, per_row=1)
 
 
+def run_pair(state_key: str, batches, plan, slots) -> None:
+    """Two batches, one after the other, each live in its column; (title, request, backend or None) each."""
+    results = {}
+    for slot, (title, request, backend) in zip(slots, batches):
+        with slot.container():
+            st.subheader(title)
+            results[title] = live_runs(controls.run(request, plan, backend), plan.runs, per_row=2)
+    st.session_state[state_key] = results
+
+
+def show_pair(state_key: str, slots, why: str) -> None:
+    if state_key in st.session_state:
+        for slot, (title, results) in zip(slots, st.session_state[state_key].items()):
+            with slot.container():
+                scenario(title, results)
+        st.html(legend())
+        st.info(why)
+
+
 controls = sidebar()
 st.title("Seed vs no seed")
 st.caption("N requests without a seed and N with one, everything else equal.")
@@ -47,8 +66,7 @@ system, prompt = prompt_box("seed")
 clicked = st.button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
                     disabled=controls.backend is None)
 cost = st.empty()  # filled last, so the quota it shows counts this run too
-columns = [column.empty() for column in st.columns(2)]
-
+seed_slots = [column.empty() for column in st.columns(2)]
 if clicked:
     try:
         with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
@@ -58,27 +76,17 @@ if clicked:
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:
-        scenarios = {}
-        for slot, (title, request) in zip(columns, (("Without a seed", without_seed),
-                                                    (f"With seed {with_seed.seed}", with_seed))):
-            with slot.container():
-                st.subheader(title)
-                scenarios[title] = live_runs(controls.run(request, plan), plan.runs, per_row=2)
-        st.session_state["seed_scenarios"] = scenarios
-
-if "seed_scenarios" in st.session_state:
-    for slot, (title, results) in zip(columns, st.session_state["seed_scenarios"].items()):
-        with slot.container():
-            scenario(title, results)
-    st.html(legend())
-    st.info(WHY)
-
+        run_pair("seed_scenarios", (("Without a seed", without_seed, None),
+                                    (f"With seed {with_seed.seed}", with_seed, None)), plan, seed_slots)
+show_pair("seed_scenarios", seed_slots, WHY)
 
 st.divider()
 st.header("The embedded engine's two modes")
 st.caption("The same seeded request to the embedded model, N times in each mode: a miniature of why a fixed seed is "
            "only “almost always” reproducible on a real server. Offline, always available.")
-if st.button("Run both modes", key="run_modes", icon=":material/play_arrow:"):
+clicked_modes = st.button("Run both modes", key="run_modes", icon=":material/play_arrow:")
+mode_slots = [column.empty() for column in st.columns(2)]
+if clicked_modes:
     try:
         request = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         plan = controls.plan()
@@ -86,21 +94,10 @@ if st.button("Run both modes", key="run_modes", icon=":material/play_arrow:"):
     except InvalidRequest as exc:
         st.error(f"Nothing was sent: {exc}")
     else:
-        modes = {}
-        for slot, (title, mode) in zip(st.columns(2), (("Deterministic", "deterministic"),
-                                                       ("Reuse prompt cache", "cache"))):
-            backend = local_backend(mode)
-            backend.forget()  # start cold, as the first request to a freshly started server
-            with slot:
-                st.subheader(title)
-                modes[title] = live_runs(controls.run(request, plan, backend), plan.runs, per_row=1)
-        st.session_state["engine_modes"] = modes
-        st.rerun()
-
-if "engine_modes" in st.session_state:
-    for slot, (title, results) in zip(st.columns(2), st.session_state["engine_modes"].items()):
-        with slot:
-            scenario(title, results)
-    st.info(MODES_WHY)
+        deterministic, cache = local_backend("deterministic"), local_backend("cache")
+        cache.forget()  # start cold, as the first request to a freshly started server
+        run_pair("engine_modes", (("Deterministic", request, deterministic), ("Reuse prompt cache", request, cache)),
+                 plan, mode_slots)
+show_pair("engine_modes", mode_slots, MODES_WHY)
 
 cost.caption("Both scenarios: " + controls.cost_line(2 * controls.runs, controls.max_tokens))
