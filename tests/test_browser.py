@@ -161,7 +161,7 @@ def test_the_key_is_nowhere_in_the_page(fake_server, app_url, browser):
 def test_seed_page_verdicts_side_by_side(fake_server, app_url, browser):
     page = open_page(browser, app_url)
     page.get_by_role("link", name="Seed vs no seed").click()
-    page.get_by_role("button", name="Run both").click()
+    page.get_by_role("button", name="Run both", exact=True).click()
     page.get_by_text("With seed 42").wait_for(timeout=60_000)
     page.get_by_text("almost always").wait_for(timeout=60_000)
     settle(page)
@@ -231,3 +231,25 @@ def test_a_shared_link_is_the_first_visit_after_a_restart(fake_server, azure_var
         assert "Seed vs no seed" in navigation and "History" in navigation
         assert "app" not in navigation.split()
         page.close()
+
+
+def test_sweep_charts_the_cells_and_a_click_opens_one(fake_server, app_url, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 2300})
+    page.goto(app_url + "/sweep")
+    page.get_by_role("button", name="Run sweep").wait_for(timeout=60_000)
+    runs = page.get_by_label("Runs per cell")
+    runs.fill("2")
+    runs.press("Enter")
+    page.get_by_text("= 24 requests").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_text("Pick a cell in the table").wait_for(timeout=60_000)
+    settle(page)
+    assert len(fake_server.received) == 24
+    assert page.locator("[data-testid=stVegaLiteChart]").count() == 2
+    table = page.locator("[data-testid=stDataFrame]").last.bounding_box()
+    page.mouse.click(table["x"] + 18, table["y"] + 35 + 17)  # the first row's selection box
+    page.get_by_role("heading", name="T=0 · seed 42").wait_for(timeout=30_000)
+    settle(page)
+    assert page.locator(".rl-card[data-run]").count() == 2
+    page.screenshot(path=ARTIFACTS / "sweep.png", full_page=True)
+    page.close()
