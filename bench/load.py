@@ -73,11 +73,11 @@ async def session(browser, url: str, times: list[float], errors: list[str]) -> N
         await context.close()
 
 
-async def visitors(url: str, times: list[float], errors: list[str]) -> float:
+async def visitors(url: str, count: int, times: list[float], errors: list[str]) -> float:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         started = time.perf_counter()
-        await asyncio.gather(*(session(browser, url, times, errors) for _ in range(SESSIONS)))
+        await asyncio.gather(*(session(browser, url, times, errors) for _ in range(count)))
         wall = time.perf_counter() - started
         await browser.close()
     return wall
@@ -101,9 +101,12 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ok(url + "/_stcore/health")
-        times: list[float] = []
+        alone: list[float] = []
         errors: list[str] = []
-        wall = asyncio.run(visitors(url, times, errors))
+        asyncio.run(visitors(url, 1, alone, errors))  # one visitor by itself, for scale
+        before = json.loads(urllib.request.urlopen(server_url + "/stats").read())["received"]
+        times: list[float] = []
+        wall = asyncio.run(visitors(url, SESSIONS, times, errors))
         stats = json.loads(urllib.request.urlopen(server_url + "/stats").read())
     finally:
         app.terminate()
@@ -111,7 +114,8 @@ def main() -> None:
     times.sort()
     figures = {
         "sessions": SESSIONS, "runs_each": RUNS, "global_cap": CAP, "latency_s": LATENCY_S,
-        "requests_expected": SESSIONS * RUNS, "requests_received": stats["received"],
+        "requests_expected": SESSIONS * RUNS, "requests_received": stats["received"] - before,
+        "alone_s": round(alone[0], 2) if alone else None,
         "peak_in_flight": stats["peak_in_flight"], "cap_held": stats["peak_in_flight"] <= CAP,
         "sessions_with_results": len(times), "errors": errors,
         "results_median_s": round(statistics.median(times), 2) if times else None,
@@ -121,7 +125,8 @@ def main() -> None:
     }
     print(f"{figures['requests_received']} of {figures['requests_expected']} requests arrived; peak in flight "
           f"{figures['peak_in_flight']} (cap {CAP}); results on the page after median {figures['results_median_s']} s, "
-          f"p95 {figures['results_p95_s']} s; all sessions {figures['wall_s']} s (floor {figures['floor_s']} s)")
+          f"p95 {figures['results_p95_s']} s (one visitor alone: {figures['alone_s']} s); all sessions "
+          f"{figures['wall_s']} s (the requests alone need {figures['floor_s']} s at this cap)")
     for error in errors:
         print("error:", error)
     print(json.dumps(figures))
