@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.errors import InvalidRequest
 from ui.prompts import prompt_box
-from ui.results import live_runs, run_cards, saved_caption, show_results
+from ui.results import live_runs, nothing_sent, run_cards, saved_caption, show_results
 from ui.sidebar import sidebar
 
 controls = sidebar()
@@ -25,7 +25,7 @@ if clicked:
         request, plan = controls.request(prompt, system, logprobs=logprobs), controls.plan()
         controls.admit(request, plan.runs)
     except InvalidRequest as exc:
-        st.error(f"Nothing was sent: {exc}")
+        nothing_sent(exc)
     else:
         recording = controls.run(request, plan)
         st.session_state["experiment_results"] = live_runs(recording, plan.runs)

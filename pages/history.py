@@ -8,7 +8,8 @@ from core.drift import drift
 from core.errors import InvalidImport, InvalidRequest, UnknownExperiment
 from core.history import load_sweep, rerun
 from core.store import Experiment, from_json, import_experiment, to_csv, to_json
-from ui.results import live_runs, run_cards, show_results, verdict
+from ui.html import md
+from ui.results import live_runs, nothing_sent, run_cards, show_results, verdict
 from ui.sidebar import PROVIDER_NAMES, sidebar
 from ui.sweeps import show_sweep
 
@@ -18,6 +19,11 @@ store = controls.store
 if store is None:
     st.error(controls.store_error)
     st.stop()
+
+
+def when(experiment: Experiment) -> str:
+    """The experiment's time as saved (UTC for runs made here; an import keeps its own offset)."""
+    return md(experiment.created_at[:19].replace("T", " "))
 
 
 def open_experiment(experiment_id: str | None) -> None:
@@ -34,7 +40,7 @@ def import_box() -> None:
     try:
         new_id = import_experiment(store, from_json(upload.getvalue()))
     except InvalidImport as exc:
-        st.error(f"Not imported: {exc}")
+        st.error(f"Not imported: {md(exc)}")
         return
     st.session_state["history_imported"] = upload.file_id
     open_experiment(new_id)
@@ -69,7 +75,7 @@ def table() -> None:
 def describe(experiment: Experiment) -> None:
     request = experiment.request
     status = "" if experiment.complete else " · **incomplete**: the batch was cut off; the runs that arrived are kept"
-    st.markdown(f"**{experiment.created_at[:19].replace('T', ' ')} UTC** · {experiment.backend.label} · "
+    st.markdown(f"**{when(experiment)}** · {md(experiment.backend.label)} · "
                 f"temperature {request.temperature:g} · seed {request.seed} · top_p {request.top_p:g} · "
                 f"max_tokens {request.max_tokens} · {len(experiment.runs)}/{experiment.runs_planned} runs{status}")
     with st.expander("Prompts"):
@@ -104,8 +110,8 @@ def drift_view(original: Experiment, again: Experiment) -> None:
     sides = st.columns(2)
     for column, (title, experiment) in zip(sides, (("Original", original), ("Re-run", again))):
         summary = compare(experiment.runs).summary
-        column.markdown(f"**{title}** · {experiment.created_at[:19].replace('T', ' ')} UTC · "
-                        f"fingerprints {', '.join(summary.fingerprints.counts) or 'none'}")
+        column.markdown(f"**{title}** · {when(experiment)} · {md(experiment.backend.label)} · "
+                        f"fingerprints {md(', '.join(summary.fingerprints.counts) or 'none')}")
         column.caption(verdict(summary))
     if found.moved_runs:
         st.caption("Runs whose text the original never produced: "
@@ -114,7 +120,7 @@ def drift_view(original: Experiment, again: Experiment) -> None:
 
 def show_saved_sweep(experiment: Experiment) -> None:
     plan = experiment.meta["plan"]
-    st.markdown(f"**{experiment.created_at[:19].replace('T', ' ')} UTC** · sweep · {experiment.backend.label} · "
+    st.markdown(f"**{when(experiment)}** · sweep · {md(experiment.backend.label)} · "
                 f"temperatures {', '.join(f'{t:g}' for t in plan['temperatures'])} · seeds "
                 f"{', '.join('none' if s is None else str(s) for s in plan['seeds'])} · {plan['runs']} runs per cell"
                 + ("" if experiment.complete else " · **incomplete**"))
@@ -136,7 +142,7 @@ def show(experiment: Experiment) -> None:
             recording = rerun(store, controls.backend, experiment.id, concurrency=controls.concurrency,
                               process_limit=controls.limits.global_concurrency)
         except (InvalidRequest, UnknownExperiment) as exc:
-            st.error(f"Nothing was sent: {exc}")
+            nothing_sent(exc)
         else:
             live_runs(recording, experiment.runs_planned)
             open_experiment(recording.experiment_id)
@@ -145,7 +151,7 @@ def show(experiment: Experiment) -> None:
         original = store.get(experiment.rerun_of)
         st.subheader("Drift since the original")
         if original is None:
-            st.info(f"This is a re-run of `{experiment.rerun_of}`, which is no longer in the history.")
+            st.info(f"This is a re-run of {md(experiment.rerun_of)}, which is no longer in the history.")
         else:
             drift_view(original, experiment)
     st.subheader("Runs")
@@ -162,7 +168,7 @@ if opened:
         open_experiment(None)
         st.rerun()
     if experiment is None:
-        st.error(f"There is no experiment `{opened}` in the history; it may have been deleted.")
+        st.error(f"There is no experiment {md(opened)} in the history; it may have been deleted.")
     else:
         show(experiment)
 else:

@@ -7,9 +7,9 @@ import streamlit as st
 from core.compare import compare, diff
 from core.errors import InvalidRequest
 from core.models import RunResult
-from ui.html import diff_columns, legend
+from ui.html import diff_columns, legend, md
 from ui.prompts import prompt_box
-from ui.results import live_runs, run_cards, verdict
+from ui.results import live_runs, nothing_sent, run_cards, verdict
 from ui.sidebar import local_backend, sidebar
 
 MODES_WHY = ("In *reuse prompt cache* mode the engine keeps the evaluated prompt, as a busy server would. The first "
@@ -24,13 +24,13 @@ WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”
 
 
 def scenario(title: str, results: list[RunResult]) -> None:
-    """One column: the verdict, the fingerprints, the diff of the two most different runs, the cards."""
+    """One column: the verdict, the fingerprints, the diff of the modal run against its least similar, the cards."""
     comparison = compare(results)
     summary = comparison.summary
     st.subheader(title)
     (st.success if summary.all_identical else st.warning)(verdict(summary))
     counts = summary.fingerprints.counts
-    st.caption("Fingerprints: " + (", ".join(f"`{fp}` ×{n}" for fp, n in counts.items()) or "none reported")
+    st.caption("Fingerprints: " + (", ".join(f"{md(fp)} ×{n}" for fp, n in counts.items()) or "none reported")
                + (" — mixed!" if summary.fingerprints.mixed else ""))
     pair = comparison.default_pair()
     if pair:
@@ -72,9 +72,9 @@ if clicked:
         with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         without_seed = replace(controls, seed_text=None).request(prompt, system)
         plan = controls.plan()
-        controls.admit(with_seed, 2 * plan.runs)
+        controls.admit(with_seed, plan.runs, batches=2)
     except InvalidRequest as exc:
-        st.error(f"Nothing was sent: {exc}")
+        nothing_sent(exc)
     else:
         run_pair("seed_scenarios", (("Without a seed", without_seed, None),
                                     (f"With seed {with_seed.seed}", with_seed, None)), plan, seed_slots)
@@ -90,9 +90,9 @@ if clicked_modes:
     try:
         request = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         plan = controls.plan()
-        controls.admit(request, 2 * plan.runs)
+        controls.admit(request, plan.runs, batches=2)
     except InvalidRequest as exc:
-        st.error(f"Nothing was sent: {exc}")
+        nothing_sent(exc)
     else:
         deterministic, cache = local_backend("deterministic"), local_backend("cache")
         cache.forget()  # start cold, as the first request to a freshly started server

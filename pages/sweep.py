@@ -1,16 +1,30 @@
 """Sweep: the same prompt over temperatures × seeds, N runs per cell, to see how reproducibility depends on them."""
 
+import contextlib
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
 from core.errors import InvalidRequest
 from core.sweep import SweepPlan, SweepResult, parse_seeds
 from ui.prompts import prompt_box
-from ui.results import saved_caption
+from ui.html import md
+from ui.results import nothing_sent, saved_caption
 from ui.sidebar import sidebar
 from ui.sweeps import show_sweep
 
 TEMPERATURES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.2, 1.5, 2.0)
+
+def live_cells(recording, plan: SweepPlan, base, progress, table):
+    """Yield each (cell, result) as it arrives while the progress bar and the table of cells follow."""
+    done = {cell.label: 0 for cell in plan.cells(base)}
+    for count, (cell, result) in enumerate(recording, start=1):
+        done[cell.label] += 1
+        progress.progress(count / plan.total_requests, text=f"{count} of {plan.total_requests} requests done")
+        table.dataframe(pd.DataFrame({"Cell": list(done), "Runs done": list(done.values())}), hide_index=True)
+        yield cell, result
+
 
 controls = sidebar()
 st.title("Sweep")
@@ -23,13 +37,13 @@ seeds_text = settings[1].text_input("Seeds", "42, none", key="sweep_seeds",
                                     help="Comma-separated whole numbers; 'none' is a series without a seed.")
 runs = settings[2].number_input("Runs per cell", 2, 20, 5, key="sweep_runs")
 
-plan = None
+plan = base = None
 try:
     plan = SweepPlan(tuple(sorted(temperatures)), parse_seeds(seeds_text), int(runs), controls.concurrency)
-    base = controls.request(prompt, system)
+    base = replace(controls, seed_text=None).request(prompt, system)  # the cells set temperature and seed
 except InvalidRequest as exc:
-    st.error(f"Nothing can be sent yet: {exc}")
-if plan:
+    st.error(f"Nothing can be sent yet: {md(exc)}")
+if plan and base:
     tokens = "" if controls.backend and controls.backend.info.provider == "local" else (
         f" · about {plan.estimate_tokens(base):,} tokens at most")
     cost = st.empty()  # filled last, so the quota it shows counts this sweep too
@@ -40,20 +54,13 @@ if plan:
         try:
             controls.admit(base, plan.total_requests, sweep=True)
         except InvalidRequest as exc:
-            st.error(f"Nothing was sent: {exc}")
+            nothing_sent(exc)
         else:
             recording = controls.sweep(base, plan)
             progress = st.progress(0.0, text=f"Sending {plan.total_requests} requests…")
             cells = st.empty()
-            done: dict[str, int] = {cell.label: 0 for cell in plan.cells(base)}
-            pairs = []
-            for cell, result in recording:
-                pairs.append((cell, result))
-                done[cell.label] += 1
-                progress.progress(len(pairs) / plan.total_requests,
-                                  text=f"{len(pairs)} of {plan.total_requests} requests done")
-                cells.dataframe(pd.DataFrame({"Cell": list(done), "Runs done": list(done.values())}),
-                                hide_index=True)
+            with contextlib.closing(recording):
+                pairs = list(live_cells(recording, plan, base, progress, cells))
             progress.empty()
             cells.empty()
             st.session_state["sweep_result"] = SweepResult.collect(base, plan, pairs)
@@ -64,7 +71,7 @@ if "sweep_result" in st.session_state:
     saved_caption(st.session_state["sweep_id"])
     show_sweep(st.session_state["sweep_result"], key=f"sweep_{st.session_state['sweep_count']}")
 
-if plan:
+if plan and base:
     cost.caption(f"This sweep: {len(plan.temperatures)} temperatures × {len(plan.seeds)} seed settings × {plan.runs} "
                  f"runs = **{plan.total_requests} requests**{tokens} · "
                  f"{controls.quota.remaining()} of {controls.quota.per_hour} requests left this hour")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,15 @@ def app(page: str | None = None) -> AppTest:
     return at
 
 
+def plain(markdown: str) -> str:
+    """A message as the visitor reads it: the backslashes that keep untrusted text inert removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [plain(c.value) for c in at.main.caption]
+
+
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -100,7 +110,7 @@ def test_a_run_shows_cards_headline_groups_and_the_diff(scripted):
     assert "◆ fork" in page
     assert at.selectbox(key="experiment_1_left").value == 0  # the modal output…
     assert at.selectbox(key="experiment_1_right").value == 2  # …against the most dissimilar run
-    assert at.info[0].value.startswith("2 distinct outputs of 3")
+    assert plain(at.info[0].value).startswith("2 distinct outputs of 3")
 
 
 def test_choosing_another_pair_redraws_the_diff_without_sending(scripted):
@@ -111,14 +121,14 @@ def test_choosing_another_pair_redraws_the_diff_without_sending(scripted):
     at.selectbox(key="experiment_1_right").set_value(2).run()
     assert not at.exception
     assert len(backend.calls) == 3
-    assert "Run 1 and run 3 are byte-identical." in [s.value for s in at.success]
+    assert "Run 1 and run 3 are byte-identical." in [plain(s.value) for s in at.success]
 
 
 def test_all_identical_is_announced_as_good_news(scripted):
     scripted(texts("Same words."))
     at = app()
     at.button(key="run").click().run()
-    assert at.success[0].value.startswith("All 5 runs are byte-identical.")
+    assert plain(at.success[0].value).startswith("All 5 runs are byte-identical.")
     assert metrics(at)["First divergence"] == "all identical"
 
 
@@ -134,7 +144,7 @@ def test_bad_input_sends_nothing_and_names_the_field(scripted, widget, value, me
     at.button(key="run").click().run()
     assert not at.exception
     assert backend.calls == []
-    assert message in at.error[0].value and at.error[0].value.startswith("Nothing was sent")
+    assert message in plain(at.error[0].value) and plain(at.error[0].value).startswith("Nothing was sent")
 
 
 def test_model_output_is_escaped_and_runs_nothing(scripted):
@@ -160,7 +170,7 @@ def test_a_failed_run_shows_in_its_card_and_the_others_stay(scripted):
     page = html(at)
     assert page.count("rl-card rl-failed") == 1
     assert "Rate limited (429): lower the runs." in page
-    assert "1 of 3 runs failed" in at.error[0].value
+    assert "1 of 3 runs failed" in plain(at.error[0].value)
     assert metrics(at)["Unique outputs"] == "1 / 2"
 
 
@@ -170,7 +180,7 @@ def test_mixed_fingerprints_are_flagged(scripted):
     at.slider(key="runs").set_value(3)
     at.button(key="run").click().run()
     assert metrics(at)["Fingerprints"] == "2 (mixed)"
-    assert "`fp_a` ×2, `fp_b` ×1" in at.warning[0].value
+    assert "fp_a ×2, fp_b ×1" in plain(at.warning[0].value)
 
 
 def test_runs_without_a_fingerprint_are_not_a_second_fingerprint(scripted):
@@ -191,9 +201,9 @@ def test_seed_page_runs_both_scenarios_side_by_side(scripted):
     assert len(backend.calls) == 8
     assert sum(r.seed is None for r in backend.calls) == 4
     assert [h.value for h in at.subheader] == ["Without a seed", "With seed 42"]
-    assert at.warning[0].value == "4 distinct outputs of 4; they share the first 2 words, then part."
-    assert at.success[0].value == "All 4 runs are byte-identical."
-    assert "almost always" in at.info[0].value
+    assert plain(at.warning[0].value) == "4 distinct outputs of 4; they share the first 2 words, then part."
+    assert plain(at.success[0].value) == "All 4 runs are byte-identical."
+    assert "almost always" in plain(at.info[0].value)
 
 
 def test_seed_page_uses_42_when_the_sidebar_seed_is_off(scripted):
@@ -207,7 +217,7 @@ def test_seed_page_uses_42_when_the_sidebar_seed_is_off(scripted):
 def test_without_configuration_the_embedded_model_answers_with_a_note():
     at = app()
     assert at.selectbox(key="backend").value == "local"
-    assert any("embedded model answers, offline" in i.value for i in at.info)
+    assert any("embedded model answers, offline" in plain(i.value) for i in at.info)
     at.slider(key="runs").set_value(2)
     at.number_input(key="max_tokens").set_value(8)
     at.button(key="run").click().run()
@@ -225,7 +235,7 @@ def azure(monkeypatch, fake_server, azure_env):
 def test_loopback_azure_deployment_end_to_end(azure):
     at = app()
     assert at.selectbox(key="backend").value == "azure"
-    sidebar_text = "\n".join(m.value for m in at.sidebar.markdown)
+    sidebar_text = plain("\n".join(m.value for m in at.sidebar.markdown))
     assert "gpt-test" in sidebar_text and "2024-06-01" in sidebar_text and "127.0.0.1" in sidebar_text
     assert "Key: set" in sidebar_text
     at.slider(key="runs").set_value(3)
@@ -240,10 +250,10 @@ def test_loopback_azure_deployment_end_to_end(azure):
 def test_test_connection_reports_success_and_the_exact_failure(azure):
     at = app()
     at.button(key="test_connection").click().run()
-    assert at.sidebar.success[0].value.startswith("Connected: gpt-test answered in")
+    assert plain(at.sidebar.success[0].value).startswith("Connected: gpt-test answered in")
     azure.faults.append("404")
     at.button(key="test_connection").click().run()
-    assert at.sidebar.error[0].value.startswith("not_found: Not found (404): check OPENAI_API_DEPLOY")
+    assert plain(at.sidebar.error[0].value).startswith("not_found: Not found (404): check OPENAI_API_DEPLOY")
 
 
 def test_the_key_appears_nowhere_even_when_the_server_echoes_it(azure, monkeypatch):
@@ -268,7 +278,7 @@ def test_passcode_gate_shows_only_the_gate_until_the_right_passcode(scripted, mo
     assert not at.sidebar.slider and not at.text_area
     at.text_input(key="passcode").set_value("wrong")
     at.button(key="enter_passcode").click().run()
-    assert at.error[0].value == "That passcode is not right."
+    assert plain(at.error[0].value) == "That passcode is not right."
     assert at.session_state["passcode_failures"] == 1
     at.text_input(key="passcode").set_value("red-panda-2026")
     at.button(key="enter_passcode").click().run()
@@ -296,20 +306,19 @@ def test_limits_bound_the_widgets_and_the_quota_refuses_before_sending(scripted,
     monkeypatch.setenv("REPRO_REQUESTS_PER_HOUR", "12")
     at = app()
     assert at.slider(key="runs").max == 8
-    assert "This run: 5 requests, at most 640 completion tokens · 12 of 12 requests left this hour" in [
-        c.value for c in at.main.caption]
+    assert "This run: 5 requests, at most 640 completion tokens · 12 of 12 requests left this hour" in captions(at)
     at.slider(key="runs").set_value(8)
     at.button(key="run").click().run()
     assert len(backend.calls) == 8
     at.button(key="run").click().run()
     assert len(backend.calls) == 8
-    assert "needs 8 requests but 4 of your 12 per hour are left" in at.error[0].value
-    assert at.error[0].value.startswith("Nothing was sent")
+    assert "needs 8 requests but 4 of your 12 per hour are left" in plain(at.error[0].value)
+    assert plain(at.error[0].value).startswith("Nothing was sent")
 
 
 def test_an_open_instance_with_a_paid_backend_says_so(azure):
     at = app()
-    assert any("open to anyone" in w.value for w in at.sidebar.warning)
+    assert any("open to anyone" in plain(w.value) for w in at.sidebar.warning)
 
 
 def test_a_passcode_closes_the_instance_and_the_note_goes(azure, monkeypatch):
@@ -317,7 +326,27 @@ def test_a_passcode_closes_the_instance_and_the_note_goes(azure, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.text_input(key="passcode").set_value("pc")
     at.button(key="enter_passcode").click().run()
-    assert not any("open to anyone" in w.value for w in at.sidebar.warning)
+    assert not at.exception
+    assert at.selectbox(key="backend").value == "azure"  # through the gate, with the sidebar drawn…
+    assert not any("open to anyone" in plain(w.value) for w in at.sidebar.warning)  # …and no "open" warning
+
+
+def test_the_seed_page_checks_each_batch_against_the_run_limit(scripted, monkeypatch):
+    backend = scripted(by_seed)
+    monkeypatch.setenv("REPRO_MAX_RUNS", "6")
+    at = app("pages/seed_vs_no_seed.py")
+    at.slider(key="runs").set_value(6)
+    at.button(key="run_both").click().run()
+    assert not at.error
+    assert len(backend.calls) == 12
+
+
+def test_a_backend_named_by_the_operator_is_the_only_choice(monkeypatch, fake_server, azure_env):
+    for name, value in azure_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("REPRO_BACKEND", "local")
+    at = app()
+    assert at.selectbox(key="backend").options == ["Embedded SmolLM2 (offline)"]
 
 
 def test_a_prompt_over_the_configured_size_is_refused(scripted, monkeypatch):
@@ -327,7 +356,7 @@ def test_a_prompt_over_the_configured_size_is_refused(scripted, monkeypatch):
     at.text_area(key="experiment_prompt").set_value("A prompt of more than twenty characters.")
     at.button(key="run").click().run()
     assert backend.calls == []
-    assert "this instance allows 20 (REPRO_MAX_PROMPT_CHARS)" in at.error[0].value
+    assert "this instance allows 20 (REPRO_MAX_PROMPT_CHARS)" in plain(at.error[0].value)
 
 
 def test_logprobs_show_what_each_run_chose_at_the_first_fork(azure):
@@ -353,7 +382,7 @@ def test_without_logprobs_the_page_says_how_to_see_the_fork(scripted):
     at = app()
     at.slider(key="runs").set_value(2)
     at.button(key="run").click().run()
-    assert "Ask for log-probabilities" in " ".join(c.value for c in at.caption)
+    assert "Ask for log-probabilities" in " ".join(plain(c.value) for c in at.caption)
 
 
 def test_the_engine_modes_section_shows_the_cache_mode_fork():
@@ -363,13 +392,13 @@ def test_the_engine_modes_section_shows_the_cache_mode_fork():
     at.number_input(key="max_tokens").set_value(80)
     at.button(key="run_modes").click().run()
     assert not at.exception
-    assert at.success[0].value == "All 3 runs are byte-identical."
-    assert at.warning[0].value.startswith("2 distinct outputs of 3")
-    assert "re-evaluates only its last token" in at.main.info[-1].value
+    assert plain(at.success[0].value) == "All 3 runs are byte-identical."
+    assert plain(at.warning[0].value).startswith("2 distinct outputs of 3")
+    assert "re-evaluates only its last token" in plain(at.main.info[-1].value)
 
 
 def test_the_quota_line_counts_the_run_just_sent(scripted):
     scripted(texts("x"))
     at = app()
     at.button(key="run").click().run()
-    assert any("595 of 600 requests left this hour" in c.value for c in at.main.caption)
+    assert any("595 of 600 requests left this hour" in c for c in captions(at))

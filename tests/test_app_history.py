@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from core.models import BackendInfo, RunRequest, RunResult
 from core.store import open_store
 from tests.scripted import texts
-from tests.test_app import APP, app, clean_environment, html, scripted  # noqa: F401 - shared fixtures
+from tests.test_app import APP, captions, plain, app, clean_environment, html, scripted  # noqa: F401 - shared fixtures
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_a_run_is_saved_and_listed(scripted, history):
     at.button(key="run").click().run()
     [row] = history.list()
     assert (row.runs_done, row.runs_planned, row.unique_outputs, row.seed, row.complete) == (3, 3, 2, 42, True)
-    assert any(f"Saved to the history as `{row.id}`" in c.value for c in at.main.caption)
+    assert any(f"Saved to the history as `{row.id}`" in c for c in captions(at))
     listing = open_history()
     frame = listing.dataframe[0].value
     assert list(frame["Runs"]) == ["3/3"] and list(frame["Unique"]) == ["2/3"]
@@ -48,7 +48,7 @@ def test_a_link_opens_one_experiment_with_the_results_view(scripted, history):
     for index, text in enumerate(("Rayleigh scattering.", "Rayleigh scattering.", "Scattering of light.")):
         history.add_run(experiment_id, RunResult(index=index, latency_ms=10.0, text=text, system_fingerprint="fp_a"))
     at = open_history(experiment_id)
-    described = at.markdown[0].value
+    described = plain(at.markdown[0].value)
     assert "azure gpt-test @ res.openai.azure.com (2024-06-01)" in described
     assert "temperature 0.7 · seed 7" in described and "3/3 runs · **incomplete**" in described
     assert html(at).count('class="rl-card"') == 3
@@ -59,7 +59,7 @@ def test_a_link_opens_one_experiment_with_the_results_view(scripted, history):
 def test_an_unknown_link_says_so(scripted):
     scripted(texts("x"))
     at = open_history("does-not-exist")
-    assert "There is no experiment `does-not-exist`" in at.error[0].value
+    assert "There is no experiment does-not-exist in the history" in plain(at.error[0].value)
 
 
 def test_rerun_now_repeats_the_request_and_reports_drift(scripted, history):
@@ -77,8 +77,8 @@ def test_rerun_now_repeats_the_request_and_reports_drift(scripted, history):
     assert len(backend.calls) == 6
     assert {r.seed for r in backend.calls} == {42}
     at = open_history(rerun.id)
-    assert "Fingerprint changed fp_old → fp_new" in at.warning[0].value
-    assert "Runs whose text the original never produced: run 1, run 2, run 3" in [c.value for c in at.caption]
+    assert "Fingerprint changed fp_old → fp_new" in plain(at.warning[0].value)
+    assert "Runs whose text the original never produced: run 1, run 2, run 3" in [plain(c.value) for c in at.caption]
 
 
 def test_an_identical_rerun_is_good_news(scripted, history):
@@ -89,7 +89,7 @@ def test_an_identical_rerun_is_good_news(scripted, history):
     at.button(key="history_rerun").click().run()
     rerun = next(row for row in history.list() if row.rerun_of == original.id)
     at = open_history(rerun.id)
-    assert at.success[0].value == "Same outputs, same fingerprint: no drift."
+    assert plain(at.success[0].value) == "Same outputs, same fingerprint: no drift."
 
 
 def test_delete_removes_it(scripted, history):
@@ -105,4 +105,16 @@ def test_delete_removes_it(scripted, history):
 def test_an_empty_history_says_what_to_do(scripted):
     scripted(texts("x"))
     at = open_history()
-    assert "Nothing here yet" in at.info[0].value
+    assert "Nothing here yet" in plain(at.info[0].value)
+
+
+def test_a_crafted_link_or_import_cannot_put_links_or_images_on_the_page(scripted, history):
+    scripted(texts("x"))
+    at = open_history("x` [Sign in again](https://evil.example) `")
+    assert "](https://evil.example)" not in at.error[0].value
+    assert "[Sign in again](https://evil.example)" in plain(at.error[0].value)  # shown, as inert text
+    hostile = "[click](https://evil.example) ![](https://evil.example/t.png)"
+    experiment_id = history.create(RunRequest(prompt="p"), BackendInfo("compatible", hostile, "h"), 1)
+    at = open_history(experiment_id)
+    assert "](https://evil.example" not in at.markdown[0].value
+    assert hostile in plain(at.markdown[0].value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from core.store import open_store
-from tests.test_app import APP, clean_environment, html, scripted  # noqa: F401 - shared fixtures
+from tests.test_app import APP, captions, plain, clean_environment, html, scripted  # noqa: F401 - shared fixtures
 
 
 def by_cell(request, number):
@@ -24,7 +24,7 @@ def test_the_plan_and_its_cost_show_before_anything_is_sent(scripted):
     backend = scripted(by_cell)
     at = sweep_page()
     assert at.multiselect(key="sweep_temperatures").value == [0.0, 0.1, 0.3, 0.7, 1.0, 1.5]
-    assert "6 temperatures × 2 seed settings × 5 runs = **60 requests**" in " ".join(c.value for c in at.main.caption)
+    assert "6 temperatures × 2 seed settings × 5 runs = **60 requests**" in " ".join(captions(at))
     assert backend.calls == []
 
 
@@ -60,7 +60,7 @@ def test_a_sweep_over_the_limit_is_refused(scripted, monkeypatch):
     monkeypatch.setenv("REPRO_MAX_SWEEP_REQUESTS", "20")
     at = sweep_page()
     at.button(key="run_sweep").click().run()
-    assert "60 requests in one sweep is over this instance's limit of 20" in at.error[0].value
+    assert "60 requests in one sweep is over this instance's limit of 20" in plain(at.error[0].value)
     assert backend.calls == []
 
 
@@ -68,7 +68,7 @@ def test_bad_seeds_are_named(scripted):
     scripted(by_cell)
     at = sweep_page()
     at.text_input(key="sweep_seeds").set_value("42, forty").run()
-    assert "seeds" in at.error[0].value and "forty" in at.error[0].value
+    assert "seeds" in plain(at.error[0].value) and "forty" in plain(at.error[0].value)
     assert not [b for b in at.button if b.key == "run_sweep"]
 
 
@@ -85,5 +85,5 @@ def test_a_saved_sweep_opens_in_history(scripted, tmp_path):
     history.query_params["experiment"] = row.id
     history.run()
     assert not history.exception
-    assert "sweep" in history.markdown[0].value and "temperatures 0.5" in history.markdown[0].value
+    assert "sweep" in plain(history.markdown[0].value) and "temperatures 0.5" in plain(history.markdown[0].value)
     assert list(history.dataframe[-1].value["Cell"]) == ["T=0.5 · seed 42", "T=0.5 · no seed"]

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from core.access import failure_delay, passcode_matches
+from ui.html import md
 
 
 def _stop_at_the_gate(title: str, text: str) -> None:
@@ -26,7 +27,7 @@ def _sign_in() -> str:
         st.stop()
     who = st.user.get("email") or st.user.get("name") or "signed in"
     with st.sidebar:
-        st.caption(f"Signed in as **{who}**")
+        st.caption(f"Signed in as **{md(who)}**")
         st.button("Sign out", key="sign_out", on_click=st.logout)
     return f"user:{who}"
 

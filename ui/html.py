@@ -5,6 +5,7 @@ Pure functions (no Streamlit) so the escaping and the markup can be tested exact
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from html import escape
 
@@ -44,6 +45,15 @@ STYLE = """<style>
 .rl-tie{display:inline-block;font-size:.75rem;font-weight:700;padding:0 .4rem;border-radius:.6rem;
   background:rgba(210,153,34,.35)}
 </style>"""
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md(text: object) -> str:
+    """Untrusted text made inert inside st.markdown and the other calls that render markdown: no links, images,
+    code spans or colour directives, just the characters."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
 
 FORK = '<span class="rl-fork" title="first divergence">◆ fork</span>'
 
@@ -114,7 +124,7 @@ def _token(text: str) -> str:
 
 
 def strip_html(tokens: Sequence[tuple[str, float]], fork_at: int | None) -> str:
-    """The run's tokens shaded by probability (pale = unsure); the fork's token outlined."""
+    """The run's tokens shaded by probability (the paler, the surer); the fork's token outlined."""
     spans = []
     for position, (token, probability) in enumerate(tokens):
         alpha = round(0.55 * (1 - probability), 3)

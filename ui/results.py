@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import altair as alt
 import pandas as pd
@@ -12,7 +13,7 @@ from core.compare import Comparison, Summary, compare, diff
 from core.forks import fork_between, token_strip
 from core.models import RunResult
 from core.tree import divergence_tree, render_lines
-from ui.html import diff_columns, fork_table, legend, run_card, strip_html
+from ui.html import diff_columns, fork_table, legend, md, run_card, strip_html
 
 CARDS_PER_ROW = 3
 _WAITING = '<div class="rl-card" style="opacity:.45"><div class="rl-meta"><b>Run {n}</b> waiting…</div></div>'
@@ -31,19 +32,26 @@ def run_cards(results: Sequence[RunResult], per_row: int = CARDS_PER_ROW) -> Non
         slot.html(run_card(result))
 
 
-def live_runs(arriving: Iterable[RunResult], total: int, per_row: int = CARDS_PER_ROW) -> list[RunResult]:
-    """Fill a card per run the moment it arrives; returns the results by index."""
+def live_runs(arriving: Iterator[RunResult], total: int, per_row: int = CARDS_PER_ROW) -> list[RunResult]:
+    """Fill a card per run the moment it arrives; returns the results by index. If the script run is interrupted
+    (the visitor clicks again or leaves), closing `arriving` cancels the requests still in flight."""
     progress = st.progress(0.0, text=f"Sending {total} identical requests…")
     slots = _card_slots(total, per_row)
     for k, slot in enumerate(slots):
         slot.html(_WAITING.format(n=k + 1))
     results = []
-    for result in arriving:
-        results.append(result)
-        slots[result.index].html(run_card(result))
-        progress.progress(len(results) / total, text=f"{len(results)} of {total} runs done")
+    with contextlib.closing(arriving):
+        for result in arriving:
+            results.append(result)
+            slots[result.index].html(run_card(result))
+            progress.progress(len(results) / total, text=f"{len(results)} of {total} runs done")
     progress.empty()
     return sorted(results, key=lambda r: r.index)
+
+
+def nothing_sent(exc: Exception) -> None:
+    """A refused request: the reason, which may quote what the visitor typed or imported, shown as plain text."""
+    st.error(f"Nothing was sent: {md(exc)}")
 
 
 def saved_caption(experiment_id: str | None) -> None:
@@ -89,7 +97,7 @@ def headline(summary: Summary) -> None:
     columns[4].metric("Fingerprints", str(len(fingerprints.counts)) + (" (mixed)" if fingerprints.mixed else ""))
     if fingerprints.mixed:
         st.warning("This batch was served by several backend configurations: "
-                   + ", ".join(f"`{fp}` ×{n}" for fp, n in fingerprints.counts.items())
+                   + ", ".join(f"{md(fp)} ×{n}" for fp, n in fingerprints.counts.items())
                    + ". Different fingerprints alone can explain different outputs.")
     if summary.errors:
         st.error(f"{summary.errors} of {summary.runs} runs failed; their cards say why. "

@@ -12,7 +12,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core.backends import Backend, make_backend
 from core.config import Settings, load_settings, read_sources
-from core.errors import ReproError
+from core.errors import InvalidRequest, ReproError
 from core.history import Recording, record, record_sweep
 from core.limits import Limits, Quota, load_limits
 from core.local import MODES, LocalBackend
@@ -21,6 +21,7 @@ from core.runner import stream_runs
 from core.store import Store, open_store
 from core.sweep import Cell, SweepPlan, stream_sweep
 from ui.access import require_access
+from ui.html import md
 
 PROVIDER_NAMES = {"azure": "Azure OpenAI", "compatible": "OpenAI-compatible server", "openai": "OpenAI",
                   "local": "Embedded SmolLM2 (offline)"}
@@ -54,10 +55,11 @@ class Controls:
     def plan(self) -> BatchPlan:
         return BatchPlan(self.runs, self.concurrency)
 
-    def admit(self, request: RunRequest, requests: int, *, sweep: bool = False) -> None:
-        """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it."""
+    def admit(self, request: RunRequest, requests: int, *, batches: int = 1, sweep: bool = False) -> None:
+        """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it;
+        `batches` of `requests` each are checked one batch at a time and counted together."""
         self.limits.check(request, requests, sweep=sweep)
-        self.quota.take(requests)
+        self.quota.take(requests * batches)
 
     def run(self, request: RunRequest, plan: BatchPlan, backend: Backend | None = None) -> Recording[RunResult]:
         """Send the batch (to the chosen backend, unless another is given) under the cap all sessions of this process
@@ -144,11 +146,11 @@ def _quota_for(identity: str, per_hour: int) -> Quota:
 
 def _backend_box(settings: Settings, backend: Backend) -> None:
     info = backend.info
-    rows = [f"**{PROVIDER_NAMES[info.provider]}**", f"Model: `{info.model}`"]
+    rows = [f"**{PROVIDER_NAMES[info.provider]}**", f"Model: {md(info.model)}"]
     if info.endpoint_host:
-        rows.append(f"Endpoint: `{info.endpoint_host}`")
+        rows.append(f"Endpoint: {md(info.endpoint_host)}")
     if info.api_version:
-        rows.append(f"API version: `{info.api_version}`")
+        rows.append(f"API version: {md(info.api_version)}")
     if info.provider != "local":
         key_set = {"azure": settings.azure_api_key, "openai": settings.openai_api_key,
                    "compatible": settings.compatible_api_key}[info.provider]
@@ -156,20 +158,26 @@ def _backend_box(settings: Settings, backend: Backend) -> None:
     st.markdown("  \n".join(rows))
 
 
-def _test_connection(backend: Backend, limits: Limits) -> None:
+def _test_connection(backend: Backend, limits: Limits, quota: Quota) -> None:
     probe = RunRequest(prompt="Reply with the single word OK.", temperature=0.0, max_tokens=3, seed=1)
+    try:
+        quota.take(1)
+    except InvalidRequest as exc:
+        st.error(md(exc))
+        return
     [result] = stream_runs(backend, probe, BatchPlan(1, 1), process_limit=limits.global_concurrency)
     if result.ok:
-        st.success(f"Connected: {result.model} answered in {result.latency_ms:,.0f} ms "
-                   f"(fingerprint {result.system_fingerprint or 'none'}).")
+        st.success(f"Connected: {md(result.model)} answered in {result.latency_ms:,.0f} ms "
+                   f"(fingerprint {md(result.system_fingerprint or 'none')}).")
     else:
-        st.error(f"{result.error.kind}: {result.error.message}")
+        st.error(f"{result.error.kind}: {md(result.error.message)}")
 
 
 def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
     """The backend widgets; returns the chosen settings and the per-batch concurrency."""
-    choices = base.available()
-    default = choices.index(base.resolve()) if base.resolve() in choices else 0
+    # An operator who names a backend (REPRO_BACKEND) chooses for the visitors too.
+    choices = base.available() if base.backend == "auto" else [base.resolve()]
+    default = choices.index(base.resolve())
     provider = st.selectbox("Answers come from", choices, index=default, key="backend", format_func=PROVIDER_NAMES.get)
     local_mode = base.local_mode
     if provider == "local":
@@ -179,7 +187,7 @@ def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
         st.caption(MODES[local_mode])
     with st.expander("Advanced"):
         concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
-        timeout = st.number_input("Timeout per request (s)", 1.0, 600.0, float(base.timeout_s), step=5.0,
+        timeout = st.number_input("Timeout per request (s)", 0.1, 600.0, float(base.timeout_s), step=5.0,
                                   key="timeout")
     if provider == "local" and base.backend == "auto" and len(choices) == 1:
         st.info("No remote backend is configured, so the embedded model answers, offline. "
@@ -220,7 +228,7 @@ def sidebar() -> Controls:
             _backend_box(settings, backend)
             if st.button("Test connection", key="test_connection"):
                 with st.spinner("Sending one tiny request…"):
-                    _test_connection(backend, limits)
+                    _test_connection(backend, limits, _quota_for(identity, limits.requests_per_hour))
         except ReproError as exc:
             backend_error = str(exc)
             st.error(backend_error)
