@@ -5,6 +5,7 @@
     ├── ConfigurationError      a backend is missing a setting or has a wrong one
     ├── InvalidImport           a file that is not a valid experiment export; says what is wrong with it
     ├── UnknownExperiment       no experiment with that id in the history (never saved, or deleted)
+    ├── StorageError            the history database failed (unreachable, locked, not a database)
     └── BackendError            one request failed; carries a RunError that the runner stores on the run
 """
 
@@ -34,6 +35,10 @@ class InvalidImport(ReproError, ValueError):
 
 
 class UnknownExperiment(ReproError, LookupError):
+    pass
+
+
+class StorageError(ReproError):
     pass
 
 

@@ -6,12 +6,13 @@ A batch cut off half-way (the iterator closed, the process killed) keeps every r
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from core.backends import Backend
-from core.errors import UnknownExperiment
+from core.errors import StorageError, UnknownExperiment
 from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
 from core.store import Store
@@ -24,12 +25,29 @@ class Recording(Generic[T]):
     """A batch (or a sweep) being saved: iterate for each result, stored before you see it; `experiment_id` names
     the history item (None for a batch that is not being saved).
 
+    If the database fails half-way, the results keep coming, unsaved, and `save_error` says why.
     Closing it early cancels the runs still in flight.
     """
 
-    def __init__(self, experiment_id: str | None, results: Iterator[T]):
+    def __init__(self, experiment_id: str | None, results: Iterator[T],
+                 save: Callable[[T], None] | None = None, finish: Callable[[], None] | None = None):
         self.experiment_id = experiment_id
-        self._results = results
+        self.save_error: str | None = None
+        self._results = self._saving(results, save, finish) if save and finish else results
+
+    def _saving(self, results: Iterator[T], save: Callable[[T], None], finish: Callable[[], None]) -> Iterator[T]:
+        with contextlib.closing(results):
+            for item in results:
+                self._try(save, item)
+                yield item
+        self._try(finish)
+
+    def _try(self, step: Callable[..., None], *args: object) -> None:
+        if self.save_error is None:
+            try:
+                step(*args)
+            except StorageError as exc:
+                self.save_error = str(exc)
 
     def __iter__(self) -> Recording[T]:
         return self
@@ -41,14 +59,6 @@ class Recording(Generic[T]):
         self._results.close()
 
 
-def _saved(store: Store, experiment_id: str, results: Iterator[RunResult]) -> Iterator[RunResult]:
-    with contextlib.closing(results):
-        for result in results:
-            store.add_run(experiment_id, result)
-            yield result
-    store.finish(experiment_id)
-
-
 def record(store: Store, backend: Backend, request: RunRequest, plan: BatchPlan, *, kind: str = "experiment",
            parent_id: str | None = None, rerun_of: str | None = None, meta: dict | None = None,
            process_limit: int | None = None) -> Recording:
@@ -56,7 +66,8 @@ def record(store: Store, backend: Backend, request: RunRequest, plan: BatchPlan,
     experiment_id = store.create(request, backend.info, plan.runs, kind=kind, parent_id=parent_id,
                                  rerun_of=rerun_of, meta=meta)
     results = stream_runs(backend, request, plan, process_limit=process_limit)
-    return Recording(experiment_id, _saved(store, experiment_id, results))
+    return Recording(experiment_id, results, functools.partial(store.add_run, experiment_id),
+                     functools.partial(store.finish, experiment_id))
 
 
 def rerun(store: Store, backend: Backend, experiment_id: str, *, concurrency: int,
@@ -77,18 +88,17 @@ def record_sweep(store: Store, backend: Backend, base: RunRequest, plan: SweepPl
     cells = {cell: store.create(cell.request, backend.info, plan.runs, parent_id=sweep_id, meta={"label": cell.label})
              for cell in plan.cells(base)}
 
-    def saved() -> Iterator[tuple[Cell, RunResult]]:
-        arrived: Counter[Cell] = Counter()
-        with contextlib.closing(stream_sweep(backend, base, plan, process_limit)) as pairs:
-            for cell, result in pairs:
-                store.add_run(cells[cell], result)
-                arrived[cell] += 1
-                if arrived[cell] == plan.runs:
-                    store.finish(cells[cell])
-                yield cell, result
-        store.finish(sweep_id)
+    arrived: Counter[Cell] = Counter()
 
-    return Recording(sweep_id, saved())
+    def save(pair: tuple[Cell, RunResult]) -> None:
+        cell, result = pair
+        store.add_run(cells[cell], result)
+        arrived[cell] += 1
+        if arrived[cell] == plan.runs:
+            store.finish(cells[cell])
+
+    return Recording(sweep_id, stream_sweep(backend, base, plan, process_limit), save,
+                     functools.partial(store.finish, sweep_id))
 
 
 def load_sweep(store: Store, sweep_id: str) -> SweepResult:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from core.errors import ConfigurationError, InvalidImport, InvalidRequest, UnknownExperiment
+from core.errors import ConfigurationError, InvalidImport, InvalidRequest, StorageError, UnknownExperiment
 from core.models import BackendInfo, RunError, RunRequest, RunResult, TokenLogprob, Usage
 
 EXPORT_FORMAT, EXPORT_VERSION = "repro-lab-experiment", 1
@@ -228,8 +228,17 @@ class _SQLStore(Store):
     _placeholder = "?"
 
     @abstractmethod
-    def _connect(self) -> contextlib.AbstractContextManager[Any]:
+    def _open(self) -> contextlib.AbstractContextManager[Any]:
         """A connection that commits when the block succeeds, rolls back when it raises, and closes."""
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Any]:
+        """_open, with the driver's errors turned into StorageError (its words never hold the URL's password)."""
+        try:
+            with self._open() as conn:
+                yield conn
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise StorageError(f"The history database failed: {type(exc).__name__}: {exc}".strip()) from None
 
     @abstractmethod
     def _lock_schema(self, conn: Any) -> None:
@@ -341,7 +350,7 @@ class SQLiteStore(_SQLStore):
         self._migrate()
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> Iterator[sqlite3.Connection]:
         with contextlib.closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)) as conn, conn:
             conn.execute("PRAGMA foreign_keys = ON")
             # SQLite's own lower() folds ASCII only; PostgreSQL's folds every script.
@@ -368,7 +377,7 @@ class PostgresStore(_SQLStore):
         self.url = url
         self._migrate()
 
-    def _connect(self) -> psycopg.Connection:
+    def _open(self) -> psycopg.Connection:
         return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S)
 
     def _lock_schema(self, conn: psycopg.Connection) -> None:

@@ -29,13 +29,13 @@ if clicked:
     else:
         recording = controls.run(request, plan)
         st.session_state["experiment_results"] = live_runs(recording, plan.runs)
-        st.session_state["experiment_id"] = recording.experiment_id
+        st.session_state["experiment_saved"] = (recording.experiment_id, recording.save_error)
         st.session_state["experiment_count"] = st.session_state.get("experiment_count", 0) + 1
 elif "experiment_results" in st.session_state:
     run_cards(st.session_state["experiment_results"])
 
 if "experiment_results" in st.session_state:
-    saved_caption(st.session_state["experiment_id"])
+    saved_caption(*st.session_state["experiment_saved"])
     show_results(st.session_state["experiment_results"], key=f"experiment_{st.session_state['experiment_count']}")
 
 cost.caption("This run: " + controls.cost_line(controls.runs, controls.max_tokens))

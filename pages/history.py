@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.compare import compare
 from core.drift import drift
-from core.errors import InvalidImport, InvalidRequest, UnknownExperiment
+from core.errors import InvalidImport, InvalidRequest, StorageError, UnknownExperiment
 from core.history import load_sweep, rerun
 from core.store import Experiment, from_json, import_experiment, to_csv, to_json
 from ui.html import md
@@ -141,7 +141,7 @@ def show(experiment: Experiment) -> None:
             controls.admit(experiment.request, experiment.runs_planned)
             recording = rerun(store, controls.backend, experiment.id, concurrency=controls.concurrency,
                               process_limit=controls.limits.global_concurrency)
-        except (InvalidRequest, UnknownExperiment) as exc:
+        except (InvalidRequest, UnknownExperiment, StorageError) as exc:
             nothing_sent(exc)
         else:
             live_runs(recording, experiment.runs_planned)
@@ -160,9 +160,11 @@ def show(experiment: Experiment) -> None:
         show_results(experiment.runs, key=f"history_{experiment.id}")
 
 
-import_box()
-opened = st.query_params.get("experiment")
-if opened:
+def page() -> None:
+    import_box()
+    opened = st.query_params.get("experiment")
+    if not opened:
+        return table()
     experiment = store.get(opened)
     if st.button("← All experiments", key="history_back"):
         open_experiment(None)
@@ -171,5 +173,9 @@ if opened:
         st.error(f"There is no experiment {md(opened)} in the history; it may have been deleted.")
     else:
         show(experiment)
-else:
-    table()
+
+
+try:
+    page()
+except StorageError as exc:
+    st.error(md(exc))

@@ -64,11 +64,11 @@ if plan and base:
             progress.empty()
             cells.empty()
             st.session_state["sweep_result"] = SweepResult.collect(base, plan, pairs)
-            st.session_state["sweep_id"] = recording.experiment_id
+            st.session_state["sweep_saved"] = (recording.experiment_id, recording.save_error)
             st.session_state["sweep_count"] = st.session_state.get("sweep_count", 0) + 1
 
 if "sweep_result" in st.session_state:
-    saved_caption(st.session_state["sweep_id"])
+    saved_caption(*st.session_state["sweep_saved"])
     show_sweep(st.session_state["sweep_result"], key=f"sweep_{st.session_state['sweep_count']}")
 
 if plan and base:

@@ -402,3 +402,15 @@ def test_the_quota_line_counts_the_run_just_sent(scripted):
     at = app()
     at.button(key="run").click().run()
     assert any("595 of 600 requests left this hour" in c for c in captions(at))
+
+
+def test_without_a_working_history_the_runs_still_happen_and_say_they_were_not_saved(scripted, monkeypatch, tmp_path):
+    backend = scripted(texts("x"))
+    (tmp_path / "not-a-file").mkdir()
+    monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "not-a-file"))
+    at = app()
+    assert "The history is unavailable, so runs are not saved" in plain(at.sidebar.warning[0].value)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert len(backend.calls) == 5
+    assert "Not (all) saved to the history: The history is unavailable" in plain(at.main.warning[0].value)

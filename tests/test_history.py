@@ -14,11 +14,11 @@ import pytest
 from core.backends import make_backend
 from core.config import load_settings
 from core.drift import drift
-from core.errors import UnknownExperiment
+from core.errors import StorageError, UnknownExperiment
 from core.history import load_sweep, record, record_sweep, rerun
 from core.models import BatchPlan, RunRequest
 from core.sweep import SweepPlan, SweepResult
-from core.store import to_csv, to_json
+from core.store import open_store, to_csv, to_json
 from tests.pgserver import db, postgres_url, store  # noqa: F401
 from tests.scripted import ScriptedBackend, texts
 
@@ -209,3 +209,34 @@ def test_loading_something_that_is_not_a_sweep_says_so(store):
     experiment_id = record(store, backend, RunRequest(prompt="p"), BatchPlan(1, 1)).experiment_id
     with pytest.raises(UnknownExperiment, match="no sweep"):
         load_sweep(store, experiment_id)
+
+
+class FailingStore:
+    """A store that breaks on its nth add_run, as a database that goes away half-way through a batch."""
+
+    def __init__(self, store, fail_at: int):
+        self.store, self.fail_at, self.calls = store, fail_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def add_run(self, experiment_id, result):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise StorageError("The history database failed: OperationalError: disk I/O error")
+        self.store.add_run(experiment_id, result)
+
+
+def test_a_database_that_fails_half_way_loses_no_result(store):
+    failing = FailingStore(store, fail_at=3)
+    recording = record(failing, ScriptedBackend(texts("a")), RunRequest(prompt="p"), BatchPlan(5, 1))
+    assert len(list(recording)) == 5
+    assert recording.save_error == "The history database failed: OperationalError: disk I/O error"
+    saved = store.get(recording.experiment_id)
+    assert len(saved.runs) == 2 and not saved.complete
+
+
+def test_a_history_path_that_is_not_a_database_is_a_storage_error(tmp_path):
+    (tmp_path / "history.sqlite3").mkdir()
+    with pytest.raises(StorageError, match="The history database failed: OperationalError"):
+        open_store(sqlite_path=str(tmp_path / "history.sqlite3"))

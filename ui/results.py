@@ -54,7 +54,10 @@ def nothing_sent(exc: Exception) -> None:
     st.error(f"Nothing was sent: {md(exc)}")
 
 
-def saved_caption(experiment_id: str | None) -> None:
+def saved_caption(experiment_id: str | None, save_error: str | None) -> None:
+    """Where the batch was saved, or why it was not (all of it, or from some run on)."""
+    if save_error:
+        st.warning(f"Not (all) saved to the history: {md(save_error)}")
     if experiment_id:
         st.caption(f"Saved to the history as `{experiment_id}` · [open it in History](history?experiment={experiment_id})")
 
