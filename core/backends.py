@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
@@ -45,13 +44,13 @@ class OpenAIChatBackend:
         self._model = model
         self._settings = settings
         self._hints = hints
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
 
     def _client(self) -> openai.AsyncOpenAI:
         """One client per event loop: the SDK's async client must live in the loop that uses it."""
         loop = asyncio.get_running_loop()
+        # A client holds its loop through its connections, so a weak mapping would never let go: drop closed ones.
+        self._clients = {known: client for known, client in self._clients.items() if not known.is_closed()}
         client = self._clients.get(loop)
         if client is None:
             http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_count_attempt]})
@@ -157,10 +156,10 @@ def _completion(parsed: Any, body: str, *, retries: int, secrets: tuple[str, ...
                                     "rephrase the prompt."))
     usage = parsed.usage
     return Completion(
-        text=choice.message.content or "",
+        text=redact(choice.message.content or "", secrets),
         finish_reason=choice.finish_reason,
         system_fingerprint=parsed.system_fingerprint,
-        model=parsed.model,
+        model=redact(parsed.model or "", secrets) or None,
         request_id=parsed.id,
         usage=Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, usage.total_tokens or 0) if usage else None,
         logprobs=parse_logprobs(choice.logprobs.model_dump() if choice.logprobs else None),
@@ -170,7 +169,11 @@ def _completion(parsed: Any, body: str, *, retries: int, secrets: tuple[str, ...
 
 
 def _host(url: str | None) -> str | None:
-    return urlsplit(url).netloc if url else None
+    """host[:port] of a URL, without any user:password@ it may carry."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
 
 
 def azure_backend(settings: Settings) -> OpenAIChatBackend:
@@ -178,7 +181,8 @@ def azure_backend(settings: Settings) -> OpenAIChatBackend:
     v1 = is_azure_v1(endpoint)
     credentials: dict[str, Any] = {"api_key": settings.azure_api_key}
     if not settings.azure_api_key:
-        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+        # The async client awaits its token provider: the aio flavour gives one it can await.
+        from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 
         credentials = {"azure_ad_token_provider": get_bearer_token_provider(
             DefaultAzureCredential(), "https://cognitiveservices.azure.com/.default")}

@@ -126,7 +126,8 @@ def is_azure_v1(endpoint: str | None) -> bool:
 def check_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"{name} must be an http(s) URL such as https://example.com/, got {value!r}.")
+        shown = value if "@" not in value else "a value with user:password@ in it"
+        raise ConfigurationError(f"{name} must be an http(s) URL such as https://example.com/, got {shown!r}.")
     return value
 
 

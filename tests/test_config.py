@@ -120,3 +120,13 @@ def test_valid_unusual_text_round_trips_untouched():
     text = "שלום 👋🏽 <b>bold</b> e\u0301\ttab\nline"
     assert RunRequest(prompt=text).prompt == text
     assert RunRequest(prompt="x", seed=-(2**63)).seed == -(2**63)
+
+
+def test_credentials_in_a_url_never_reach_the_backend_identity():
+    backend = make_backend(settings({"COMPATIBLE_BASE_URL": "http://user:hunter2@proxy.local:8000/v1",
+                                     "COMPATIBLE_MODEL": "m"}))
+    assert backend.info.endpoint_host == "proxy.local:8000"
+    assert "hunter2" not in repr(backend.info)
+    with pytest.raises(ConfigurationError) as refused:
+        make_backend(settings({"COMPATIBLE_BASE_URL": "ftp://user:hunter2@proxy.local/", "COMPATIBLE_MODEL": "m"}))
+    assert "hunter2" not in str(refused.value)

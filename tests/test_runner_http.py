@@ -261,3 +261,17 @@ def test_sessions_that_start_at_the_same_moment_share_one_loop_and_finish(fake_s
     assert done.stdout.strip() == str([6] * 10), done.stderr
     assert len(fake_server.received) == 60
     assert fake_server.peak_in_flight == 3
+
+
+def test_a_client_is_kept_per_live_event_loop_only(fake_server, azure_settings):
+    backend = make_backend(azure_settings)
+    for _ in range(3):
+        asyncio.run(run_batch(backend, DEMO, BatchPlan(1, 1)))
+    assert len(backend._clients) == 1  # the last loop's; the closed loops' clients were let go
+
+
+def test_a_server_that_echoes_the_key_in_its_answer_is_scrubbed(fake_server, azure_settings):
+    fake_server.answers.append(f"Your key is {fake_server.api_key}.")
+    [result] = run(azure_settings, runs=1)
+    assert result.text == "Your key is ***."
+    assert fake_server.api_key not in json.dumps(result.to_dict(raw=True))
