@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.access import FREE_ATTEMPTS, MAX_DELAY_S, FailureLog, failure_delay, passcode_matches
 from core.errors import ConfigurationError, InvalidRequest
 from core.limits import Limits, Quota, load_limits
 from core.models import RunRequest
@@ -78,3 +79,24 @@ def test_a_sweep_is_checked_against_its_own_limit():
     limits.check(request(), 60, sweep=True)
     with pytest.raises(InvalidRequest, match="61 requests in one sweep is over this instance's limit of 60"):
         limits.check(request(), 61, sweep=True)
+
+
+def test_passcode_failures_are_counted_per_visitor_for_the_whole_process():
+    log = FailureLog()
+    for _ in range(FREE_ATTEMPTS):
+        assert log.delay("ip:10.0.0.7") == 0
+        log.failed("ip:10.0.0.7")
+    assert log.delay("ip:10.0.0.7") == 1.0
+    log.failed("ip:10.0.0.7")
+    assert log.delay("ip:10.0.0.7") == 2.0
+    assert log.delay("ip:10.0.0.8") == 0  # another visitor is not slowed down
+    log.passed("ip:10.0.0.7")
+    assert log.delay("ip:10.0.0.7") == 0
+    assert failure_delay(40) == MAX_DELAY_S
+
+
+def test_the_passcode_comparison_is_exact():
+    assert passcode_matches("red-panda", "red-panda")
+    assert not passcode_matches("red-pand", "red-panda")
+    assert not passcode_matches("red-panda ", "red-panda")
+    assert passcode_matches("pässcode", "pässcode")

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.access import failure_delay, passcode_matches
+from core.access import FailureLog, passcode_matches
 from ui.html import md
 
 
@@ -32,23 +32,35 @@ def _sign_in() -> str:
     return f"user:{who}"
 
 
+@st.cache_resource
+def _failures() -> FailureLog:
+    return FailureLog()
+
+
 def _passcode(expected: str) -> str:
+    visitor = _visitor()
     if not st.session_state.get("access_granted"):
         _stop_at_the_gate("A passcode is needed", "Enter the passcode you were given to use this instance.")
         given = st.text_input("Passcode", type="password", key="passcode")
         if st.button("Enter", type="primary", key="enter_passcode") and given:
-            failures = st.session_state.get("passcode_failures", 0)
-            time.sleep(failure_delay(failures))
+            time.sleep(_failures().delay(visitor))
             if passcode_matches(given, expected):
+                _failures().passed(visitor)
                 st.session_state["access_granted"] = True
                 st.rerun()
-            st.session_state["passcode_failures"] = failures + 1
+            _failures().failed(visitor)
             st.error("That passcode is not right.")
         st.stop()
-    return _session_identity()
+    return visitor
 
 
-def _session_identity() -> str:
+def _visitor() -> str:
+    """Who is asking, for the quota and the passcode's failure count: the client's address (the first
+    X-Forwarded-For hop behind a reverse proxy), else this session."""
+    forwarded = (st.context.headers or {}).get("X-Forwarded-For", "")
+    address = forwarded.split(",")[0].strip() or st.context.ip_address
+    if isinstance(address, str) and address:  # (AppTest hands out a stand-in object instead)
+        return f"ip:{address}"
     return "session:" + st.session_state.setdefault("session_identity", uuid.uuid4().hex)
 
 
@@ -58,4 +70,4 @@ def require_access(secrets: Mapping[str, Any], source: Mapping[str, Any]) -> str
         return _sign_in()
     if source.get("APP_PASSCODE"):
         return _passcode(str(source["APP_PASSCODE"]))
-    return _session_identity()
+    return _visitor()

@@ -228,7 +228,7 @@ def sidebar() -> Controls:
     secrets = _secrets()
     source = read_sources(secrets)
     identity = require_access(secrets, source)
-    gated = not identity.startswith("session:") or bool(source.get("APP_PASSCODE"))
+    gated = isinstance(secrets.get("auth"), dict) or bool(source.get("APP_PASSCODE"))
     with st.sidebar:
         st.header("Backend")
         backend, backend_error, concurrency, limits = None, None, 10, Limits()
