@@ -18,12 +18,12 @@ from dataclasses import asdict
 from core.backends import make_backend
 from core.compare import Summary, compare
 from core.config import BACKEND_CHOICES, LOCAL_MODES, load_settings, read_sources
-from core.errors import ReproError, UnknownExperiment
-from core.history import Recording, record, record_sweep
+from core.errors import InvalidRequest, ReproError, UnknownExperiment
+from core.history import Recording, load_sweep, record, record_sweep
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
 from core.store import from_json, import_experiment, open_store, to_csv, to_json
-from core.sweep import SweepPlan, SweepResult, parse_seeds, parse_temperatures, stream_sweep
+from core.sweep import CellSummary, SweepPlan, SweepResult, parse_seeds, parse_temperatures, stream_sweep
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_ALL_FAILED = 0, 1, 2, 3
 
@@ -94,10 +94,10 @@ def _row(result: RunResult, width: int) -> str:
     if result.ok:
         body = result.text.replace("\n", " ⏎ ")
         tokens = result.usage.completion_tokens if result.usage else "-"
-        head = f"{result.index:>3}  {result.latency_ms:>8.0f} ms  {tokens!s:>6}  {result.system_fingerprint or '-':<20}  "
+        head = f"{result.index + 1:>3}  {result.latency_ms:>8.0f} ms  {tokens!s:>6}  {result.system_fingerprint or '-':<20}  "
     else:
         body = f"ERROR {result.error.kind}: {result.error.message}"
-        head = f"{result.index:>3}  {result.latency_ms:>8.0f} ms  {'':>6}  {'':<20}  "
+        head = f"{result.index + 1:>3}  {result.latency_ms:>8.0f} ms  {'':>6}  {'':<20}  "
     room = max(width - len(head), 20)
     return head + (body if len(body) <= room else body[: room - 1] + "…")
 
@@ -189,15 +189,19 @@ def command_sweep(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_dict(), "backend": backend.info.to_dict(),
                           "experiment_id": recording.experiment_id}, ensure_ascii=False))
     else:
-        print(f"{'cell':<22} {'ok':>4} {'unique':>6} {'identical':>9} {'first fork':>10} {'similarity':>10}")
-        for s in summaries:
-            rate = "-" if s.identical_rate is None else f"{s.identical_rate:.0%}"
-            fork = "-" if s.first_divergence_word is None else f"word {s.first_divergence_word + 1}"
-            similarity = "-" if s.mean_similarity is None else f"{s.mean_similarity:.3f}"
-            print(f"{s.label:<22} {s.successful:>4} {s.unique_outputs:>6} {rate:>9} {fork:>10} {similarity:>10}")
+        _print_cells(summaries)
         if recording.experiment_id:
             print(f"saved as {recording.experiment_id}")
     return EXIT_OK if any(s.successful for s in summaries) else EXIT_ALL_FAILED
+
+
+def _print_cells(summaries: Iterable[CellSummary]) -> None:
+    print(f"{'cell':<22} {'ok':>4} {'unique':>6} {'identical':>9} {'first fork':>10} {'similarity':>10}")
+    for s in summaries:
+        rate = "-" if s.identical_rate is None else f"{s.identical_rate:.0%}"
+        fork = "-" if s.first_divergence_word is None else f"word {s.first_divergence_word + 1}"
+        similarity = "-" if s.mean_similarity is None else f"{s.mean_similarity:.3f}"
+        print(f"{s.label:<22} {s.successful:>4} {s.unique_outputs:>6} {rate:>9} {fork:>10} {similarity:>10}")
 
 
 def command_history(args: argparse.Namespace) -> int:
@@ -212,13 +216,26 @@ def command_history(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps([asdict(row) for row in rows], ensure_ascii=False))
             for row in [] if args.json else rows:
-                print(f"{row.id}  {row.created_at[:19]}  {row.provider}/{row.model}  "
-                      f"{row.runs_done}/{row.runs_planned} runs  T={row.temperature:g}  seed={row.seed}  "
-                      f"{row.unique_outputs} unique  {','.join(row.fingerprints) or '-'}  {row.prompt_preview}")
+                runs = (f"sweep of {row.runs_planned} requests" if row.kind == "sweep" else
+                        f"{row.runs_done}/{row.runs_planned} runs  T={row.temperature:g}  seed={row.seed}  "
+                        f"{row.unique_outputs} unique  {','.join(row.fingerprints) or '-'}")
+                print(f"{row.id}  {row.created_at[:19]}  {row.provider}/{row.model}  {runs}  {row.prompt_preview}")
             return EXIT_OK
         experiment = store.get(args.id)
         if experiment is None:
             raise UnknownExperiment(f"There is no experiment {args.id!r} in the history.")
+        if experiment.kind == "sweep":
+            if args.action == "export":
+                raise InvalidRequest("A sweep is kept as one experiment per cell; export those "
+                                     "(history show on the sweep lists the cells with their ids).")
+            sweep = load_sweep(store, experiment.id)
+            if args.json:
+                print(json.dumps(sweep.to_dict(), ensure_ascii=False))
+            else:
+                _print_cells(sweep.summaries())
+                for child in store.children(experiment.id):
+                    print(f"cell {child.id}: T={child.request.temperature:g} seed={child.request.seed}")
+            return EXIT_OK
     except (ReproError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -237,7 +254,8 @@ def command_history(args: argparse.Namespace) -> int:
 def _summary_line(summary: Summary) -> str:
     if summary.note:
         return f"{summary.note} · {summary.errors} errors"
-    verdict = "all identical" if summary.all_identical else f"first divergence at word {summary.first_divergence_word}"
+    verdict = ("all identical" if summary.all_identical
+               else f"first divergence at word {summary.first_divergence_word + 1}")
     return (f"{summary.unique_outputs} unique of {summary.successful} successful · identical rate "
             f"{summary.identical_rate:.0%} · {verdict} · {summary.errors} errors")
 

@@ -34,10 +34,14 @@ class Drift:
     """Words the two modal texts share before they part; None when they are equal or either is missing."""
     rerun_runs: int
     """Runs in the re-run, failed ones included."""
+    rerun_answered: int
+    """Runs in the re-run that succeeded."""
 
     def summary_line(self) -> str:
         """One sentence for people."""
-        if not (self.outputs_changed or self.fingerprint_changed):
+        if self.rerun_answered == 0:
+            return f"The re-run produced no answer ({self.rerun_runs} of {self.rerun_runs} runs failed): nothing to compare."
+        if not (self.outputs_changed or self.fingerprint_changed or self.modal_changed):
             return "Same outputs, same fingerprint: no drift."
         if self.fingerprint_changed:
             before, after = (", ".join(fps) or "none" for fps in (self.fingerprints_before, self.fingerprints_after))
@@ -48,6 +52,8 @@ class Drift:
             parts.append(f"{len(self.moved_runs)} of {self.rerun_runs} runs produced text never seen in the original")
         elif self.outputs_changed:
             parts.append(f"no new text, but {self.lost_outputs} of the original's outputs did not come back")
+        elif self.modal_changed:
+            parts.append("the same outputs, but another one is now the most common")
         else:
             parts.append("same outputs")
         if self.first_divergence_word is not None:
@@ -77,4 +83,5 @@ def drift(original: Sequence[RunResult], rerun: Sequence[RunResult]) -> Drift:
         lost_outputs=len(before - after),
         first_divergence_word=parted.word_index if parted else None,
         rerun_runs=len(rerun),
+        rerun_answered=sum(result.ok for result in rerun),
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.errors import ConfigurationError, InvalidRequest
 from core.models import MAX_PROMPT_CHARS, MAX_RUNS, MAX_TOKENS_LIMIT, RunRequest
+from core.sweep import MAX_SWEEP_REQUESTS
 
 HOUR_S = 3600.0
 
@@ -30,7 +31,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         bounds = {"max_runs": MAX_RUNS, "max_tokens": MAX_TOKENS_LIMIT, "max_prompt_chars": MAX_PROMPT_CHARS,
-                  "max_sweep_requests": 100_000,
+                  "max_sweep_requests": MAX_SWEEP_REQUESTS,
                   "confirm_above": 100_000, "requests_per_hour": 10_000_000, "global_concurrency": 1_000}
         for name, top in bounds.items():
             value = getattr(self, name)

@@ -412,6 +412,9 @@ def from_json(text: str | bytes) -> Experiment:
     if "experiment" not in document:
         raise InvalidImport("The export has no 'experiment'.")
     experiment = _decode(Experiment, document["experiment"], "experiment")
+    if experiment.kind != "experiment":
+        raise InvalidImport(f"experiment.kind must be 'experiment' (a {experiment.kind!r} is not exported whole), "
+                            f"got {experiment.kind!r}.")
     try:
         datetime.fromisoformat(experiment.created_at)
     except ValueError:

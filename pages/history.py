@@ -46,6 +46,16 @@ def import_box() -> None:
     open_experiment(new_id)
 
 
+def _batch_cells(row) -> dict:
+    return {"Runs": f"{row.runs_done}/{row.runs_planned}", "Seed": "none" if row.seed is None else str(row.seed),
+            "T": f"{row.temperature:g}", "Unique": f"{row.unique_outputs}/{row.runs_done}" if row.runs_done else "–"}
+
+
+def _sweep_cells(row) -> dict:
+    """A sweep's runs live in its cells: the row says how many were planned, and the cells tell the rest."""
+    return {"Runs": f"{row.runs_planned} in cells", "Seed": "swept", "T": "swept", "Unique": "–"}
+
+
 def table() -> None:
     filters = st.columns([3, 1])
     search = filters[0].text_input("Search prompts and models", key="history_search")
@@ -58,9 +68,7 @@ def table() -> None:
         return
     frame = pd.DataFrame([{
         "When": row.created_at[:19].replace("T", " "), "Backend": f"{row.provider} · {row.model}",
-        "Prompt": row.prompt_preview, "Runs": f"{row.runs_done}/{row.runs_planned}",
-        "Seed": "none" if row.seed is None else str(row.seed), "T": row.temperature,
-        "Unique": f"{row.unique_outputs}/{row.runs_done}" if row.runs_done else "–",
+        "Prompt": row.prompt_preview, **(_sweep_cells(row) if row.kind == "sweep" else _batch_cells(row)),
         "Fingerprints": ", ".join(row.fingerprints) or "–",
         "Status": ("sweep · " if row.kind == "sweep" else "re-run · " if row.rerun_of else "")
                   + ("complete" if row.complete else "incomplete"),
@@ -105,8 +113,11 @@ def actions(experiment: Experiment) -> bool:
 def drift_view(original: Experiment, again: Experiment) -> None:
     """The re-run beside its original: did the outputs, the modal answer, the fingerprint change?"""
     found = drift(original.runs, again.runs)
-    changed = found.outputs_changed or found.fingerprint_changed
+    changed = found.outputs_changed or found.fingerprint_changed or found.modal_changed
     (st.warning if changed else st.success)(found.summary_line())
+    if original.backend != again.backend:
+        st.info(f"The re-run went to {md(again.backend.label)}, the original to {md(original.backend.label)}: "
+                "another backend alone can explain different outputs.")
     sides = st.columns(2)
     for column, (title, experiment) in zip(sides, (("Original", original), ("Re-run", again))):
         summary = compare(experiment.runs).summary

@@ -42,7 +42,7 @@ def test_expect_identical_fails_when_runs_differ(fake_server, azure_env, tmp_pat
                env=azure_env, cwd=tmp_path)
     assert done.returncode == 1
     assert "2 unique of 2 successful" in done.stdout
-    assert "first divergence at word 2" in done.stdout
+    assert "first divergence at word 3" in done.stdout  # counted from 1, as in the app
 
 
 def test_readable_table_shows_each_run_and_errors(fake_server, azure_env, tmp_path):
@@ -151,3 +151,15 @@ def test_a_bad_sweep_is_refused_before_sending(fake_server, azure_env, tmp_path)
     assert done.returncode == 2
     assert "temperatures" in done.stderr and "2.5" in done.stderr
     assert fake_server.received == []
+
+
+def test_a_saved_sweep_is_shown_cell_by_cell_and_not_exported_whole(fake_server, azure_env, tmp_path):
+    done = cli("sweep", "--prompt", "p", "--temperatures", "0,1", "--seeds", "7", "--runs", "2", "--json",
+               env=azure_env, cwd=tmp_path)
+    sweep_id = json.loads(done.stdout)["experiment_id"]
+    listing = cli("history", "list", env=azure_env, cwd=tmp_path).stdout
+    assert f"{sweep_id}" in listing and "sweep of 4 requests" in listing
+    shown = cli("history", "show", sweep_id, env=azure_env, cwd=tmp_path).stdout
+    assert "T=0 · seed 7" in shown and "T=1 · seed 7" in shown and shown.count("\ncell ") == 2
+    refused = cli("history", "export", sweep_id, env=azure_env, cwd=tmp_path)
+    assert refused.returncode == 2 and "one experiment per cell" in refused.stderr

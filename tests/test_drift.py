@@ -16,7 +16,7 @@ def test_identical_batches_show_no_drift():
     assert drift(runs("A b.", "A b.", "C d."), runs("C d.", "A b.", "A b.")) == Drift(
         outputs_changed=False, modal_changed=False, fingerprint_changed=False, fingerprints_before=("fp_a",),
         fingerprints_after=("fp_a",), moved_runs=(), new_outputs=0, lost_outputs=0, first_divergence_word=None,
-        rerun_runs=3)
+        rerun_runs=3, rerun_answered=3)
     assert drift(runs("A b."), runs("A b.")).summary_line() == "Same outputs, same fingerprint: no drift."
 
 
@@ -48,12 +48,18 @@ def test_failed_runs_and_missing_fingerprints_count_nowhere():
     found = drift(runs("A.", None, fingerprint=None), runs(None, "A.", None, fingerprint=None))
     assert found == Drift(outputs_changed=False, modal_changed=False, fingerprint_changed=False,
                           fingerprints_before=(), fingerprints_after=(), moved_runs=(), new_outputs=0,
-                          lost_outputs=0, first_divergence_word=None, rerun_runs=3)
+                          lost_outputs=0, first_divergence_word=None, rerun_runs=3, rerun_answered=1)
 
 
 def test_a_rerun_where_every_run_failed():
     found = drift(runs("A.", "B.", fingerprint="fp_a"), runs(None, None))
     assert (found.outputs_changed, found.modal_changed, found.fingerprint_changed) == (True, True, True)
     assert found.first_divergence_word is None
-    assert found.summary_line() == ("Fingerprint changed fp_a → none; no new text, but 2 of the original's outputs "
-                                    "did not come back.")
+    assert found.summary_line() == "The re-run produced no answer (2 of 2 runs failed): nothing to compare."
+
+
+def test_the_same_outputs_with_another_one_most_common_is_drift():
+    found = drift(runs("A.", "A.", "B."), runs("A.", "B.", "B."))
+    assert (found.outputs_changed, found.modal_changed) == (False, True)
+    assert found.summary_line() == ("Same fingerprint; the same outputs, but another one is now the most common; "
+                                    "the most common output now parts from the original's at word 1.")

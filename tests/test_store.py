@@ -338,5 +338,11 @@ def test_from_json_names_what_is_wrong(text, message):
 
 def test_from_json_reads_its_own_export_as_bytes():
     experiment = Experiment("x", "2025-01-01T00:00:00+00:00", REQUEST, BACKEND, 3, False, (OK, FAILED, FULL),
-                            kind="sweep", parent_id="p", rerun_of="r", meta={"a": [1, 2.5, None]})
+                            kind="experiment", parent_id="p", rerun_of="r", meta={"a": [1, 2.5, None]})
     assert from_json(to_json(experiment).encode()) == experiment
+
+
+def test_an_import_of_another_kind_is_refused(store):
+    sweep = store.get(store.create(REQUEST, BACKEND, 4, kind="sweep", meta={"plan": {}}))
+    with pytest.raises(InvalidImport, match="experiment.kind must be 'experiment'"):
+        from_json(to_json(sweep))
