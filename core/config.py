@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,12 +110,6 @@ class Settings:
             for p in PROVIDERS[:-1]
             if self.touched(p) and self.missing(p)
         ]
-
-    def public(self) -> dict[str, Any]:
-        """The settings with every secret replaced by whether it is set."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        data.update({f.name + "_set": bool(getattr(self, f.name)) for f in fields(self) if not f.repr})
-        return data
 
 
 def is_azure_v1(endpoint: str | None) -> bool:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from core.errors import ConfigurationError, InvalidImport, InvalidRequest, StorageError, UnknownExperiment
+from core.errors import ConfigurationError, InvalidImport, InvalidRequest, StorageError
 from core.models import BackendInfo, RunError, RunRequest, RunResult, TokenLogprob, Usage
 
 EXPORT_FORMAT, EXPORT_VERSION = "repro-lab-experiment", 1

@@ -8,8 +8,8 @@ import streamlit as st
 
 from core.errors import InvalidRequest
 from core.sweep import SweepPlan, SweepResult, parse_seeds
-from ui.prompts import prompt_box
 from ui.html import md
+from ui.prompts import prompt_box
 from ui.results import nothing_sent, saved_caption
 from ui.sidebar import sidebar
 from ui.sweeps import show_sweep

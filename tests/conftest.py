@@ -7,6 +7,9 @@ import pytest
 from core.config import load_settings
 from tests.fakeserver import FakeChatServer
 
+# postgres_url, db and store: one throwaway PostgreSQL for the session; app_environment, scripted, azure for AppTest
+pytest_plugins = ("tests.pgserver", "tests.apptest")
+
 
 @pytest.fixture(scope="session")
 def _server():

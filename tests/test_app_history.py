@@ -7,8 +7,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.models import BackendInfo, RunRequest, RunResult
 from core.store import open_store
+from tests.apptest import APP, app, captions, html, plain
 from tests.scripted import texts
-from tests.test_app import APP, captions, plain, app, clean_environment, html, scripted  # noqa: F401 - shared fixtures
+
+pytestmark = pytest.mark.usefixtures("app_environment")
 
 
 @pytest.fixture

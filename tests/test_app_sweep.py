@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import open_store
-from tests.test_app import APP, captions, plain, clean_environment, html, scripted  # noqa: F401 - shared fixtures
+from tests.apptest import APP, captions, plain
+
+pytestmark = pytest.mark.usefixtures("app_environment")
 
 
 def by_cell(request, number):

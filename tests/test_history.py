@@ -17,9 +17,8 @@ from core.drift import drift
 from core.errors import StorageError, UnknownExperiment
 from core.history import load_sweep, record, record_sweep, rerun
 from core.models import BatchPlan, RunRequest
-from core.sweep import SweepPlan, SweepResult
 from core.store import open_store, to_csv, to_json
-from tests.pgserver import db, postgres_url, store  # noqa: F401
+from core.sweep import SweepPlan, SweepResult
 from tests.scripted import ScriptedBackend, texts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from core.config import load_settings
 from core.backends import make_backend
+from core.config import load_settings
 from core.errors import ConfigurationError
 from core.local import LocalBackend, default_model_path, llama_seed
 from core.models import BatchPlan, RunRequest

@@ -25,7 +25,6 @@ from core.store import (
     to_json,
 )
 from tests import pgserver
-from tests.pgserver import db, postgres_url, store  # noqa: F401
 
 REQUEST = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                      temperature=0.7, top_p=0.9, max_tokens=64, seed=-(2**63), logprobs=True, top_logprobs=2)

@@ -97,7 +97,8 @@ def headline(summary: Summary) -> None:
     similarity = "–" if summary.mean_similarity is None else f"{summary.mean_similarity:.3f}"
     columns[3].metric("Mean similarity", similarity, help="Token-level Indel similarity, 1 = identical.")
     fingerprints = summary.fingerprints
-    columns[4].metric("Fingerprints", str(len(fingerprints.counts)) + (" (mixed)" if fingerprints.mixed else ""))
+    columns[4].metric("Fingerprints", str(len(fingerprints.counts)) + (" (mixed)" if fingerprints.mixed else ""),
+                      help=f"Distinct system_fingerprint values; {fingerprints.missing} successful runs reported none.")
     if fingerprints.mixed:
         st.warning("This batch was served by several backend configurations: "
                    + ", ".join(f"{md(fp)} ×{n}" for fp, n in fingerprints.counts.items())

@@ -1,0 +1,79 @@
+"""What the AppTest modules share: a clean environment for the app, a scripted backend, the loopback server as
+Azure, and readers for what a page shows."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui.sidebar
+from tests.scripted import ScriptedBackend
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
+
+
+@pytest.fixture
+def app_environment(monkeypatch, tmp_path):
+    """No provider variable, .env or secrets from the developer's machine; a fresh backend cache and history."""
+    for name in list(os.environ):
+        if name.startswith(PROVIDER_VARIABLES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
+    ui.sidebar._cached_backend.clear()
+    ui.sidebar._cached_store.clear()
+    yield
+    ui.sidebar._cached_backend.clear()
+    ui.sidebar._cached_store.clear()
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Make the sidebar hand the pages a ScriptedBackend; returns a setter for its script."""
+    holder = {}
+
+    def use(answer, fingerprints=("fp_scripted",)) -> ScriptedBackend:
+        holder["backend"] = ScriptedBackend(answer, fingerprints)
+        return holder["backend"]
+
+    monkeypatch.setattr(ui.sidebar, "make_backend", lambda settings: holder["backend"])
+    return use
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception
+    return at
+
+
+def plain(markdown: str) -> str:
+    """A message as the visitor reads it: the backslashes that keep untrusted text inert removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def captions(at: AppTest) -> list[str]:
+    return [plain(c.value) for c in at.main.caption]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def html(at: AppTest) -> str:
+    return "\n".join(h.value for h in at.html)
+
+
+@pytest.fixture
+def azure(monkeypatch, fake_server, azure_env):
+    for name, value in azure_env.items():
+        monkeypatch.setenv(name, value)
+    return fake_server
