@@ -17,7 +17,7 @@ controls = sidebar()
 st.title("History")
 store = controls.store
 if store is None:
-    st.error(controls.store_error)
+    st.error(md(controls.store_error))
     st.stop()
 
 

@@ -346,3 +346,10 @@ def test_without_a_working_history_the_runs_still_happen_and_say_they_were_not_s
     assert not at.exception
     assert len(backend.calls) == 5
     assert "Not (all) saved to the history: The history is unavailable" in plain(at.main.warning[0].value)
+
+
+def test_a_misconfigured_backend_is_named_and_nothing_can_be_sent(monkeypatch):
+    monkeypatch.setenv("REPRO_BACKEND", "compatible")
+    at = app()
+    assert "The compatible backend needs COMPATIBLE_BASE_URL, COMPATIBLE_MODEL" in plain(at.sidebar.error[0].value)
+    assert at.button(key="run").disabled

@@ -32,10 +32,10 @@ NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this 
 
 @dataclass(frozen=True)
 class Controls:
-    """What the sidebar decided: the backend (or why there is none), the run parameters, limits and quota."""
+    """What the sidebar decided: the backend (None when it is misconfigured), the run parameters, limits, quota and
+    the history."""
 
     backend: Backend | None
-    backend_error: str | None
     temperature: float
     top_p: float
     max_tokens: int
@@ -231,18 +231,18 @@ def sidebar() -> Controls:
     gated = isinstance(secrets.get("auth"), dict) or bool(source.get("APP_PASSCODE"))
     with st.sidebar:
         st.header("Backend")
-        backend, backend_error, concurrency, limits = None, None, 10, Limits()
+        backend, concurrency, limits = None, 10, Limits()
         try:
             limits = load_limits(source)
+            quota = _quota_for(identity, limits.requests_per_hour)
             settings, concurrency = _choose_backend(load_settings(secrets=secrets), gated)
             backend = _backend_for(settings)
             _backend_box(settings, backend)
             if st.button("Test connection", key="test_connection"):
                 with st.spinner("Sending one tiny request…"):
-                    _test_connection(backend, limits, _quota_for(identity, limits.requests_per_hour))
+                    _test_connection(backend, limits, quota)
         except ReproError as exc:
-            backend_error = str(exc)
-            st.error(backend_error)
+            st.error(md(exc))
 
         st.header("Parameters")
         temperature = st.slider("Temperature", 0.0, 2.0, 0.1, step=0.05, key="temperature")
@@ -253,9 +253,8 @@ def sidebar() -> Controls:
         max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, min(128, limits.max_tokens), step=16,
                                      key="max_tokens")
         top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
-    quota = _quota_for(identity, limits.requests_per_hour)
     store, store_error = _store(source)
     if store_error:
-        st.sidebar.warning(store_error)
-    return Controls(backend, backend_error, temperature, top_p, int(max_tokens), seed_text if use_seed else None,
-                    runs, concurrency, limits, quota, store, store_error)
+        st.sidebar.warning(md(store_error))
+    return Controls(backend, temperature, top_p, int(max_tokens), seed_text if use_seed else None, runs, concurrency,
+                    limits, _quota_for(identity, limits.requests_per_hour), store, store_error)
