@@ -163,7 +163,7 @@ def test_seed_page_verdicts_side_by_side(fake_server, app_url, browser):
     page.get_by_role("link", name="Seed vs no seed").click()
     page.get_by_role("button", name="Run both", exact=True).click()
     page.get_by_text("With seed 42").wait_for(timeout=60_000)
-    page.get_by_text("almost always").wait_for(timeout=60_000)
+    page.get_by_text("A fixed seed makes the sampling repeatable").wait_for(timeout=60_000)
     settle(page)
     assert page.get_by_text("All 5 runs are byte-identical.").is_visible()
     assert page.get_by_text("5 distinct outputs of 5").is_visible()
