@@ -19,7 +19,7 @@ from core.backends import make_backend
 from core.compare import Summary, compare
 from core.config import BACKEND_CHOICES, LOCAL_MODES, load_settings, read_sources
 from core.errors import InvalidRequest, ReproError, UnknownExperiment
-from core.history import Recording, load_sweep, record, record_sweep
+from core.history import Recording, load_sweep, record, record_sweep, saved_or_not
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
 from core.store import from_json, import_experiment, open_store, to_csv, to_json
@@ -154,13 +154,11 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     if not args.json:
         _header(backend.info, request, plan.runs, plan.concurrency)
-    if store is None:
-        results = _print_runs(stream_runs(backend, request, plan), live=not args.json)
-        experiment = None
-    else:
-        recording = record(store, backend, request, plan)
-        results = _print_runs(recording, live=not args.json)
-        experiment = {"id": recording.experiment_id, "complete": len(results) == plan.runs}
+    recording = saved_or_not(store, lambda store: record(store, backend, request, plan),
+                             lambda: stream_runs(backend, request, plan))
+    results = _print_runs(recording, live=not args.json)
+    _say_unsaved(recording, args.no_save)
+    experiment = recording.experiment_id and {"id": recording.experiment_id, "complete": len(results) == plan.runs}
     summary = _report(request, backend.info, results, args.json, experiment)
     if summary.successful == 0:
         return EXIT_ALL_FAILED
@@ -181,9 +179,10 @@ def command_sweep(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{backend.info.label} · {len(plan.temperatures)} temperatures × {len(plan.seeds)} seeds × "
               f"{plan.runs} runs = {plan.total_requests} requests")
-    recording = (Recording(None, stream_sweep(backend, base, plan)) if store is None
-                 else record_sweep(store, backend, base, plan))
+    recording = saved_or_not(store, lambda store: record_sweep(store, backend, base, plan),
+                             lambda: stream_sweep(backend, base, plan))
     result = SweepResult.collect(base, plan, recording)
+    _say_unsaved(recording, args.no_save)
     summaries = result.summaries()
     if args.json:
         print(json.dumps({**result.to_dict(), "backend": backend.info.to_dict(),
@@ -193,6 +192,11 @@ def command_sweep(args: argparse.Namespace) -> int:
         if recording.experiment_id:
             print(f"saved as {recording.experiment_id}")
     return EXIT_OK if any(s.successful for s in summaries) else EXIT_ALL_FAILED
+
+
+def _say_unsaved(recording: Recording, asked_not_to: bool) -> None:
+    if recording.save_error and not asked_not_to:
+        print(f"note: not (all) saved to the history: {recording.save_error}", file=sys.stderr)
 
 
 def _print_cells(summaries: Iterable[CellSummary]) -> None:

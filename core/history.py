@@ -59,6 +59,21 @@ class Recording(Generic[T]):
         self._results.close()
 
 
+def saved_or_not(store: Store | None, recorded: Callable[[Store], Recording[T]], unsaved: Callable[[], Iterator[T]],
+                 unavailable: str | None = None) -> Recording[T]:
+    """A recording into the history; or, when there is no store (`unavailable` says why) or it fails to start one,
+    the results unsaved, with `save_error` saying why."""
+    error = unavailable
+    if store is not None:
+        try:
+            return recorded(store)
+        except StorageError as exc:
+            error = str(exc)
+    recording = Recording(None, unsaved())
+    recording.save_error = error
+    return recording
+
+
 def record(store: Store, backend: Backend, request: RunRequest, plan: BatchPlan, *, kind: str = "experiment",
            parent_id: str | None = None, rerun_of: str | None = None, meta: dict | None = None,
            process_limit: int | None = None) -> Recording:

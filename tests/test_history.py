@@ -15,8 +15,9 @@ from core.backends import make_backend
 from core.config import load_settings
 from core.drift import drift
 from core.errors import StorageError, UnknownExperiment
-from core.history import load_sweep, record, record_sweep, rerun
+from core.history import load_sweep, record, record_sweep, rerun, saved_or_not
 from core.models import BatchPlan, RunRequest
+from core.runner import stream_runs
 from core.store import open_store, to_csv, to_json
 from core.sweep import SweepPlan, SweepResult
 from tests.scripted import ScriptedBackend, texts
@@ -239,3 +240,17 @@ def test_a_history_path_that_is_not_a_database_is_a_storage_error(tmp_path):
     (tmp_path / "history.sqlite3").mkdir()
     with pytest.raises(StorageError, match="The history database failed: OperationalError"):
         open_store(sqlite_path=str(tmp_path / "history.sqlite3"))
+
+
+def test_a_store_that_cannot_start_a_recording_leaves_the_runs_unsaved_and_says_why(store):
+    class Broken(FailingStore):
+        def create(self, *args, **kwargs):
+            raise StorageError("The history database failed: OperationalError: database is locked")
+
+    backend, request = ScriptedBackend(texts("a")), RunRequest(prompt="p")
+    recording = saved_or_not(Broken(store, fail_at=1), lambda s: record(s, backend, request, BatchPlan(3, 1)),
+                             lambda: stream_runs(backend, request, BatchPlan(3, 1)))
+    assert len(list(recording)) == 3
+    assert recording.experiment_id is None
+    assert recording.save_error == "The history database failed: OperationalError: database is locked"
+    assert store.list() == []

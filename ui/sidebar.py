@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import streamlit as st
@@ -13,8 +12,8 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core.backends import Backend, make_backend
 from core.config import Settings, load_settings, read_sources
-from core.errors import InvalidRequest, ReproError, StorageError
-from core.history import Recording, record, record_sweep
+from core.errors import InvalidRequest, ReproError
+from core.history import Recording, record, record_sweep, saved_or_not
 from core.limits import Limits, Quota, load_limits
 from core.local import MODES, LocalBackend
 from core.models import BatchPlan, RunRequest, RunResult
@@ -66,26 +65,14 @@ class Controls:
         """Send the batch (to the chosen backend, unless another is given) under the cap all sessions of this process
         share, saving each run to the history as it arrives; unsaved, with no experiment id, without a store."""
         backend, limit = backend or self.backend, self.limits.global_concurrency
-        return self._saved_or_not(lambda store: record(store, backend, request, plan, process_limit=limit),
-                                  lambda: stream_runs(backend, request, plan, process_limit=limit))
+        return saved_or_not(self.store, lambda store: record(store, backend, request, plan, process_limit=limit),
+                            lambda: stream_runs(backend, request, plan, process_limit=limit), self.store_error)
 
     def sweep(self, base: RunRequest, plan: SweepPlan) -> Recording[tuple[Cell, RunResult]]:
         """Run a sweep like `run` runs a batch: under the shared cap, saved as one history item when there is a store."""
         limit = self.limits.global_concurrency
-        return self._saved_or_not(lambda store: record_sweep(store, self.backend, base, plan, process_limit=limit),
-                                  lambda: stream_sweep(self.backend, base, plan, limit))
-
-    def _saved_or_not(self, recorded: Callable[[Store], Recording], unsaved: Callable[[], Iterator]) -> Recording:
-        """A recording into the history, or when there is none (or it fails now) the results unsaved, saying why."""
-        error = self.store_error
-        if self.store is not None:
-            try:
-                return recorded(self.store)
-            except StorageError as exc:
-                error = str(exc)
-        recording = Recording(None, unsaved())
-        recording.save_error = error
-        return recording
+        return saved_or_not(self.store, lambda store: record_sweep(store, self.backend, base, plan, process_limit=limit),
+                            lambda: stream_sweep(self.backend, base, plan, limit), self.store_error)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
         return (f"{requests} requests, at most {requests * max_tokens:,} completion tokens · "
