@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.batched import BatchedDecoder  # noqa: E402
-from core.local import LocalBackend, llama_seed  # noqa: E402
+from core.batched import llama_seed  # noqa: E402
+from core.local import LocalBackend  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
 from core.runner import stream_runs  # noqa: E402
 
@@ -83,7 +83,7 @@ def backend_versus_raw(backend: LocalBackend, request: RunRequest, rounds: int) 
 
 
 def batched_versus_single(backend: LocalBackend, request: RunRequest, runs: int, rounds: int) -> dict:
-    decoder = BatchedDecoder.from_backend(backend)
+    decoder = backend.decoder()
     seeds = [request.seed] * runs
     decoder.generate(request, seeds[:1])  # warm-up
     times: dict[str, list[tuple[float, float]]] = {"single": [], "batched": [], "one": [], "shared": []}
@@ -126,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     request = RunRequest(prompt=PROMPT.prompt, system=PROMPT.system, temperature=PROMPT.temperature, seed=PROMPT.seed,
                          max_tokens=args.max_tokens)
-    backend = LocalBackend(mode="deterministic")
+    backend = LocalBackend(mode="deterministic", batching=False)  # one run at a time, as llama-cpp-python runs it
     print(f"{backend.info.label} · {backend.n_threads} threads · {os.cpu_count()} CPUs · load average "
           f"{os.getloadavg()[0]:.2f}")
     figures = {"threads": backend.n_threads, "max_tokens": args.max_tokens}

@@ -7,16 +7,24 @@ bench/local.py measures the speed-up and whether batching changes the text.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import BackendError, InvalidRequest
-from core.local import MODEL_NAME, LocalBackend, llama_seed
 from core.models import MAX_RUNS, RunError, RunRequest, RunResult, Usage
 
 _LAST_N_TOKENS = 64  # llama-cpp-python's default penalty window, for a sampler chain identical to a single run's
+_LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp reads this value as "pick a random seed"
+
+
+def llama_seed(seed: int | None) -> int:
+    """A 32-bit seed for llama.cpp: the request's seed folded into range, or fresh randomness when there is none."""
+    if seed is None:
+        return secrets.randbelow(_LLAMA_DEFAULT_SEED)
+    return seed % _LLAMA_DEFAULT_SEED
 
 
 class BatchedDecoder:
@@ -34,20 +42,16 @@ class BatchedDecoder:
             template=llm.metadata["tokenizer.chat_template"], eos_token=eos, bos_token=bos,
             stop_token_ids=[llm.token_eos()])
 
-    @classmethod
-    def from_backend(cls, backend: LocalBackend) -> BatchedDecoder:
-        """Share the weights the backend has loaded for plain (no-logprobs) runs."""
-        return cls(backend.load())
-
     def prompt_tokens(self, request: RunRequest) -> list[int]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages.append({"role": "user", "content": request.prompt})
         formatted = self._format(messages=messages)
         return self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
 
-    def generate(self, request: RunRequest, seeds: Sequence[int | None], *,
-                 shared_cells: bool = False) -> list[RunResult]:
-        """One run per seed (None: fresh randomness), latency from the batch's start; no logprobs."""
+    def generate(self, request: RunRequest, seeds: Sequence[int | None], *, shared_cells: bool = False,
+                 on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+        """One run per seed (None: fresh randomness), latency from the batch's start; no logprobs. `on_result` sees
+        each run the moment its sequence finishes (from this thread)."""
         # By default every sequence gets its own KV stream and the prompt, evaluated once, is copied into each; the
         # result is bit-identical to single runs. `shared_cells` puts the prompt's cells in every sequence of one
         # unified cache instead (kv_unified): measured here, it changes the logits by up to about 1, and the text.
@@ -73,21 +77,26 @@ class BatchedDecoder:
                 raise BackendError(RunError("local", "The embedded model could not open a batch context."))
             batch = llama_cpp.llama_batch_init(max(len(prompt), n), 0, n)
             samplers = [self._sampler(request, llama_seed(seed)) for seed in seeds]
+            results: list[RunResult] = []
+
+            def finished(index: int, tokens: list[int], reason: str) -> None:
+                text = self.llm.detokenize(tokens, prev_tokens=prompt).decode("utf-8", errors="ignore")
+                result = RunResult(index=index, latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                                   text=text, finish_reason=reason,
+                                   usage=Usage(len(prompt), len(tokens), len(prompt) + len(tokens)))
+                results.append(result)
+                if on_result:
+                    on_result(result)
+
             try:
                 _prompt(llama_cpp, ctx, batch, prompt, n, shared_cells)
-                outputs, finished = _decode(llama_cpp, ctx, batch, samplers, vocab, len(prompt), max_tokens)
+                _decode(llama_cpp, ctx, batch, samplers, vocab, len(prompt), max_tokens, finished)
             finally:
                 for sampler in samplers:
                     llama_cpp.llama_sampler_free(sampler)
                 llama_cpp.llama_batch_free(batch)
                 llama_cpp.llama_free(ctx)
-        results = []
-        for index, (tokens, (reason, at)) in enumerate(zip(outputs, finished)):
-            text = self.llm.detokenize(tokens, prev_tokens=prompt).decode("utf-8", errors="ignore")
-            results.append(RunResult(index=index, latency_ms=round((at - started) * 1000, 1), text=text,
-                                     finish_reason=reason, model=f"{MODEL_NAME}, batched",
-                                     usage=Usage(len(prompt), len(tokens), len(prompt) + len(tokens))))
-        return results
+        return sorted(results, key=lambda r: r.index)
 
     def _sampler(self, request: RunRequest, seed: int) -> Any:
         """The chain llama-cpp-python's Llama._init_sampler builds for these parameters (top_k 0, min_p 0)."""
@@ -126,11 +135,11 @@ def _prompt(llama_cpp: Any, ctx: Any, batch: Any, prompt: list[int], n: int, sha
 
 
 def _decode(llama_cpp: Any, ctx: Any, batch: Any, samplers: list, vocab: Any, prompt_length: int,
-            max_tokens: int) -> tuple[list[list[int]], list[tuple[str, float]]]:
-    """Sample every live sequence, then decode their new tokens as one batch, until each stops or hits max_tokens."""
+            max_tokens: int, finished: Callable[[int, list[int], str], None]) -> None:
+    """Sample every live sequence, then decode their new tokens as one batch, until each stops or hits max_tokens;
+    `finished(sequence, tokens, reason)` is called as each one ends."""
     n = len(samplers)
     outputs: list[list[int]] = [[] for _ in range(n)]
-    finished: list[tuple[str, float]] = [("length", 0.0)] * n
     rows = dict.fromkeys(range(n), prompt_length - 1)  # where each live sequence's logits are in the last batch
     position = prompt_length
     while True:
@@ -138,11 +147,11 @@ def _decode(llama_cpp: Any, ctx: Any, batch: Any, samplers: list, vocab: Any, pr
         for s, row in rows.items():
             token = llama_cpp.llama_sampler_sample(samplers[s], ctx, row)
             if llama_cpp.llama_vocab_is_eog(vocab, token):
-                finished[s] = ("stop", time.perf_counter())
+                finished(s, outputs[s], "stop")
                 continue
             outputs[s].append(token)
             if len(outputs[s]) >= max_tokens:
-                finished[s] = ("length", time.perf_counter())
+                finished(s, outputs[s], "length")
             else:
                 chosen[s] = token
         if not chosen:
@@ -154,7 +163,6 @@ def _decode(llama_cpp: Any, ctx: Any, batch: Any, samplers: list, vocab: Any, pr
         _check(llama_cpp.llama_decode(ctx, batch))
         rows = {s: j for j, s in enumerate(chosen)}
         position += 1
-    return outputs, finished
 
 
 def _check(status: int) -> None:

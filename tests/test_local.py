@@ -9,7 +9,8 @@ import pytest
 from core.backends import make_backend
 from core.config import load_settings
 from core.errors import ConfigurationError
-from core.local import LocalBackend, default_model_path, llama_seed
+from core.batched import llama_seed
+from core.local import LocalBackend, default_model_path
 from core.models import BatchPlan, RunRequest
 from core.runner import run_batch
 
