@@ -153,9 +153,11 @@ def group_outputs(results: Iterable[RunResult], *, loose: bool = False) -> list[
 
 def _scores(texts: Sequence[str], tokens_of: Callable[[str], list[str]]) -> np.ndarray:
     # Identical outputs are common, so each distinct one is scored once; `queries is choices` halves the rest.
+    # Tokens become integer ids first: rapidfuzz compares integers without hashing each string again (~2-3x).
     distinct = list(dict.fromkeys(texts))
     position = {text: k for k, text in enumerate(distinct)}
-    tokens = [tokens_of(text) for text in distinct]
+    ids: dict[str, int] = {}
+    tokens = [[ids.setdefault(token, len(ids)) for token in tokens_of(text)] for text in distinct]
     scores = cdist(tokens, tokens, scorer=Indel.normalized_similarity, dtype=np.float64, workers=-1)
     order = [position[text] for text in texts]
     return scores[np.ix_(order, order)]
