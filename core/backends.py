@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import openai
+from pydantic import BaseModel
 
 from core.config import Settings, check_url, is_azure_v1
 from core.errors import BackendError, ConfigurationError, redact
-from core.models import BackendInfo, Completion, RunError, RunRequest, Usage, parse_logprobs
+from core.models import (BackendInfo, Completion, RunError, RunRequest, TokenLogprob, Usage, is_number, parse_logprobs,
+                         valid_text)
 
 PLACEHOLDER_KEY = "EMPTY"  # what vLLM's docs send when a server wants no key; never a real key from elsewhere
+MAX_TOKEN_COUNT = 2**31 - 1  # far above any context window, and what a 32-bit counter holds
 _attempts: contextvars.ContextVar[list[int]] = contextvars.ContextVar("attempts")
 
 
@@ -78,14 +82,22 @@ class OpenAIChatBackend:
         return params
 
     async def complete(self, request: RunRequest) -> Completion:
+        """Send one request; what the server sent back is scrubbed here, in an answer and in an error alike."""
+        secrets = self._settings.secrets
+        try:
+            completion = await self._complete_or_resend(request)
+        except BackendError as exc:
+            raise BackendError(_scrubbed(exc.error, secrets)) from None
+        return _scrubbed(completion, secrets)
+
+    async def _complete_or_resend(self, request: RunRequest) -> Completion:
         try:
             return await self._complete(request)
         except BackendError as exc:
             if not (request.logprobs and exc.error.kind == "bad_request" and "logprob" in exc.error.message.lower()):
                 raise
         completion = await self._complete(replace(request, logprobs=False))
-        return replace(completion, notice="This deployment does not return logprobs; the run was sent again "
-                                          "without them.")
+        return completion.noted("This deployment does not return logprobs; the run was sent again without them.")
 
     async def _complete(self, request: RunRequest) -> Completion:
         attempts = [0]
@@ -98,15 +110,17 @@ class OpenAIChatBackend:
             raise BackendError(self._translate(exc, retries=max(attempts[0] - 1, 0))) from None
         except ValueError as exc:  # a body that is not JSON
             raise BackendError(RunError("malformed", f"The server's answer was not valid JSON: {exc}.")) from None
-        except Exception as exc:  # noqa: BLE001 - whatever the SDK raised, its text may hold a secret
-            message = redact(f"{type(exc).__name__}: {exc}", self._settings.secrets)
-            raise BackendError(RunError("unexpected", message)) from None
-        return _completion(parsed, body, retries=max(attempts[0] - 1, 0), secrets=self._settings.secrets)
+        except Exception as exc:  # noqa: BLE001 - whatever the SDK raised becomes this run's error
+            raise BackendError(RunError("unexpected", f"{type(exc).__name__}: {exc}")) from None
+        try:
+            return _completion(parsed, body, retries=max(attempts[0] - 1, 0), secrets=self._settings.secrets)
+        except (AttributeError, LookupError, TypeError) as exc:  # JSON, but not shaped like a chat completion
+            raise BackendError(RunError("malformed", "The server's answer did not match the chat-completions "
+                                                     f"format ({type(exc).__name__}: {exc}).")) from None
 
     def _translate(self, exc: openai.OpenAIError, retries: int) -> RunError:
-        """SDK errors become RunErrors once, here: a kind, the fix, and never a secret."""
-        secrets = self._settings.secrets
-        detail = redact(_server_message(exc), secrets)
+        """SDK errors become RunErrors once, here: a kind and the fix (complete() scrubs what the server said)."""
+        detail = _server_message(exc)
         after = f" (after {retries} retries)" if retries else ""
         status = getattr(exc, "status_code", None)
         if isinstance(exc, openai.APITimeoutError):
@@ -128,7 +142,7 @@ class OpenAIChatBackend:
         elif isinstance(exc, openai.APIResponseValidationError):
             kind, message = "malformed", f"The server's answer did not match the chat-completions format. {detail}"
         else:
-            kind, message = "unexpected", redact(f"{type(exc).__name__}: {exc}", secrets)
+            kind, message = "unexpected", f"{type(exc).__name__}: {exc}"
         return RunError(kind, message.strip(), status)
 
 
@@ -154,18 +168,88 @@ def _completion(parsed: Any, body: str, *, retries: int, secrets: tuple[str, ...
     if choice.finish_reason == "content_filter" and not choice.message.content:
         raise BackendError(RunError("content_filter", "The provider's content filter withheld this answer; "
                                     "rephrase the prompt."))
-    usage = parsed.usage
+    usage, usage_notice = _usage(parsed.usage)
+    logprobs, logprobs_notice = _logprobs(choice.logprobs)
+    raw, spelled_notice = body, None
+    if _spells_secret(logprobs, secrets):  # each piece passes a scrub, so the raw body's copies of them go too
+        raw, logprobs, spelled_notice = None, None, ("The log-probabilities spelled out a secret across tokens; "
+                                                     "they and the raw body were dropped.")
     return Completion(
-        text=redact(choice.message.content or "", secrets),
-        finish_reason=choice.finish_reason,
-        system_fingerprint=parsed.system_fingerprint,
-        model=redact(parsed.model or "", secrets) or None,
-        request_id=parsed.id,
-        usage=Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, usage.total_tokens or 0) if usage else None,
-        logprobs=parse_logprobs(choice.logprobs.model_dump() if choice.logprobs else None),
+        text=_text(choice.message.content) or "",
+        finish_reason=_text(choice.finish_reason),
+        system_fingerprint=_text(parsed.system_fingerprint),
+        model=_text(parsed.model) or None,
+        request_id=_text(parsed.id),
+        usage=usage,
+        logprobs=logprobs,
         retries=retries,
-        raw=redact(body, secrets),
+        raw=raw,
+        notice=" ".join(notice for notice in (usage_notice, logprobs_notice, spelled_notice) if notice) or None,
     )
+
+
+def _scrubbed(value: Any, secrets: tuple[str, ...]) -> Any:
+    """value with every string in it, nested ones too, freed of secrets and of text that cannot be encoded."""
+    if isinstance(value, str):
+        return valid_text(redact(value, secrets))
+    if isinstance(value, tuple):
+        return tuple(_scrubbed(item, secrets) for item in value)
+    if is_dataclass(value):
+        return replace(value, **{f.name: _scrubbed(getattr(value, f.name), secrets) for f in fields(value)})
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A field the format says is a string; servers have sent numbers and objects there."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _spells_secret(logprobs: tuple[TokenLogprob, ...] | None, secrets: tuple[str, ...]) -> bool:
+    spelled = "".join(token.token for token in logprobs or ())
+    return redact(spelled, secrets) != spelled
+
+
+def _usage(usage: Any) -> tuple[Usage | None, str | None]:
+    """The token counts, or None and a notice when the server reported counts no model can produce."""
+    if usage is None:
+        return None, None
+    counts = {name: getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    if isinstance(usage, BaseModel) and all(map(_is_token_count, counts.values())):
+        return Usage(*(int(count or 0) for count in counts.values())), None
+    shown = (", ".join(f"{name.removesuffix('_tokens')} {_shown_count(count)}" for name, count in counts.items())
+             if isinstance(usage, BaseModel) else "not an object")
+    return None, f"The server reported impossible token counts ({shown}); they were dropped."
+
+
+def _is_token_count(value: Any) -> bool:
+    """A whole number from 0 to MAX_TOKEN_COUNT (12.0 too); None is an absent count, taken as 0."""
+    if value is None:
+        return True
+    return is_number(value) and 0 <= value <= MAX_TOKEN_COUNT and float(value).is_integer()
+
+
+def _shown_count(value: Any) -> str:
+    """A count as the server sent it, but only if it is a number: text there could be anything, a secret too."""
+    if value is None:
+        return "missing"
+    if not is_number(value):
+        return "not a number"
+    shown = repr(value)
+    return shown if len(shown) <= 24 else f"{shown[:12]}… ({len(shown)} digits)"
+
+
+def _logprobs(logprobs: Any) -> tuple[tuple[TokenLogprob, ...] | None, str | None]:
+    """The log-probabilities, or None and a notice when they are malformed or impossible (not finite, above 0)."""
+    if not logprobs:
+        return None, None
+    try:
+        parsed = parse_logprobs(logprobs.model_dump()) or ()
+    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError):
+        return None, "The server's log-probabilities were malformed; they were dropped."
+    every = [*parsed, *(alternative for token in parsed for alternative in token.top)]
+    if not all(isinstance(t.token, str) and math.isfinite(t.logprob) and t.logprob <= 0 for t in every):
+        return None, "The server reported impossible log-probabilities (above 0 or not finite); they were dropped."
+    return parsed or None, None
 
 
 def _host(url: str | None) -> str | None:

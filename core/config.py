@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,6 +22,7 @@ PROVIDERS = ("azure", "compatible", "openai", "local")
 BACKEND_CHOICES = ("auto", *PROVIDERS)
 LOCAL_MODES = ("deterministic", "cache")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+_NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e]")  # what an HTTP header value may not hold: controls and non-ASCII
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,22 @@ class Settings:
         return [p for p in PROVIDERS if not self.missing(p)]
 
     def resolve(self) -> str:
-        """The provider `backend` names; for auto, the first ready one."""
-        if self.backend == "auto":
-            return self.available()[0]
-        missing = self.missing(self.backend)
+        """The provider `backend` names; for auto, the first ready one. Refused when its key cannot be sent."""
+        provider = self.available()[0] if self.backend == "auto" else self.backend
+        missing = self.missing(provider)
         if missing:
-            raise ConfigurationError(f"The {self.backend} backend needs {', '.join(missing)}.")
-        return self.backend
+            raise ConfigurationError(f"The {provider} backend needs {', '.join(missing)}.")
+        self._check_key(provider)
+        return provider
+
+    def _check_key(self, provider: str) -> None:
+        """Refuse a key that cannot go into an HTTP header, naming its variable and never the key."""
+        variable, key = {"azure": (self.azure_key_variable, self.azure_api_key),
+                         "openai": ("OPENAI_API_KEY", self.openai_api_key),
+                         "compatible": ("COMPATIBLE_API_KEY", self.compatible_api_key)}.get(provider, ("", None))
+        problem = key and _key_problem(key)
+        if problem:
+            raise ConfigurationError(f"{variable} {problem}")
 
     def notes(self) -> list[str]:
         """Warnings about half-configured providers that auto-selection skipped."""
@@ -123,6 +134,28 @@ def check_url(name: str, value: str) -> str:
         shown = value if "@" not in value else "a value with user:password@ in it"
         raise ConfigurationError(f"{name} must be an http(s) URL such as https://example.com/, got {shown!r}.")
     return value
+
+
+def _key_problem(key: Any) -> str | None:
+    """Why key cannot go into an HTTP header as it is, in words that never repeat it (None when it can)."""
+    if not isinstance(key, str):
+        return f"must be text, got {type(key).__name__}."
+    if key != key.strip():
+        end, blank = ("starts", key[0]) if key[0].isspace() else ("ends", key[-1])
+        return f"{end} with {_blank_name(blank)}; remove it (a key has none at either end)."
+    odd = _NOT_HEADER_TEXT.search(key)
+    if odd is None:
+        return None
+    if odd.group() in "\r\n":
+        return f"contains a line break at position {odd.start()}; a key is a single line."
+    if odd.group().isascii():
+        return f"contains a control character at position {odd.start()}; copy the key again."
+    return (f"contains a character that is not ASCII at position {odd.start()}; API keys are plain ASCII, "
+            "so copy the key again (a curly quote or a non-breaking space slips in easily).")
+
+
+def _blank_name(char: str) -> str:
+    return {"\n": "a line break", "\r": "a line break", " ": "a space", "\t": "a tab"}.get(char, "a blank character")
 
 
 def _entra_available() -> bool:

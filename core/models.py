@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.errors import InvalidRequest
@@ -18,6 +18,8 @@ MAX_PROMPT_CHARS = 32_000
 MAX_TOKENS_LIMIT = 16_384
 MAX_TOP_LOGPROBS = 20
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A str holds a surrogate only unpaired: Python's stand-in for bytes that were not valid UTF-8 (argv, JSON escapes).
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def is_number(value: Any) -> bool:
@@ -28,6 +30,16 @@ def is_number(value: Any) -> bool:
 def is_integer(value: Any) -> bool:
     """A real int; True and False are not."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def valid_text(text: str) -> str:
+    """text with each unpaired surrogate replaced by U+FFFD, so it can be encoded, stored and printed."""
+    return _LONE_SURROGATES.sub("\ufffd", text)
+
+
+def _without_negative_zero(value: Any) -> Any:
+    """-0.0 as 0.0, so no message or table ever shows "-0"."""
+    return 0.0 if is_number(value) and value == 0 and math.copysign(1, value) < 0 else value
 
 
 def _check_text(name: str, value: Any, *, required: bool) -> None:
@@ -45,6 +57,12 @@ def _check_text(name: str, value: Any, *, required: bool) -> None:
             f"{name} contains the control character U+{ord(bad.group()):04X} at position {bad.start()}; "
             "remove it (tabs and line breaks are fine)."
         )
+    invalid = _LONE_SURROGATES.search(value)
+    if invalid:
+        raise InvalidRequest(
+            f"{name} contains bytes that are not valid UTF-8 at position {invalid.start()}; "
+            "retype that part or save the text as UTF-8."
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,8 @@ class RunRequest:
     top_logprobs: int = 5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "temperature", _without_negative_zero(self.temperature))
+        object.__setattr__(self, "top_p", _without_negative_zero(self.top_p))
         _check_text("prompt", self.prompt, required=True)
         _check_text("system prompt", self.system, required=False)
         if not is_number(self.temperature) or not math.isfinite(self.temperature):
@@ -167,6 +187,10 @@ class Completion(_Answered):
     """What a backend returns for one request; `notice` says what the backend had to change to get it."""
 
     text: str
+
+    def noted(self, notice: str) -> Completion:
+        """This completion with one more notice after any it already carries."""
+        return replace(self, notice=f"{self.notice} {notice}" if self.notice else notice)
 
 
 @dataclass(frozen=True, kw_only=True)

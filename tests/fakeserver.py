@@ -1,7 +1,8 @@
 """A small OpenAI/Azure-compatible chat-completions server on 127.0.0.1 for tests and benchmarks.
 
 It speaks the Azure deployment route (api-key header, api-version query), the Azure v1 route and the
-OpenAI /v1 route (bearer token), records what arrives, counts requests in flight, and plays a fault plan.
+OpenAI /v1 route (bearer token), records what arrives, counts requests in flight, plays a fault plan, and turns
+hostile on request (HOSTILE_MODES; `usage` replaces the token counts, e.g. with one of ABSURD_USAGE).
 """
 
 from __future__ import annotations
@@ -16,12 +17,33 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 WORDS = ("red panda bamboo forest quietly climbed the tall tree and watched snow fall over mountains "
          "while friends slept under stars dreaming of warm tea").split()
 
 FAULTS = ("429", "500", "503", "timeout", "reset", "malformed", "content_filter", "401", "404", "no_logprobs")
+
+# echo_key: the key the request carried in id, fingerprint, model, finish reason and text (plain and URL-encoded),
+# cut into pieces across logprob tokens; escaped_key: the key in an extra field, every character \u-escaped;
+# formulas: a spreadsheet formula in every string field; bad_text: NUL and unpaired surrogates in the text;
+# invalid_utf8: bytes that are not UTF-8 inside the text; absurd_logprobs: log-probabilities above 0.
+HOSTILE_MODES = ("echo_key", "escaped_key", "formulas", "bad_text", "invalid_utf8", "absurd_logprobs")
+FORMULA_TEXTS = ("=1+1", "+1+1", "-1+1", "@SUM(A1:A2)", "\t=1+1", "\r=1+1")  # one per run, in turn
+FORMULA_FIELDS = {"id": "=cmd|' /C calc'!A0", "model": "+SUM(1,2)", "system_fingerprint": "-2+3",
+                  "finish_reason": "@SUM(A1:A2)"}
+BAD_TEXT = "nul \x00 here, a lone \ud800 there, and \udcff."
+ABSURD_USAGE = (
+    {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 10**20},
+    {"prompt_tokens": -3, "completion_tokens": 5, "total_tokens": 2},
+    {"prompt_tokens": 10.5, "completion_tokens": 5, "total_tokens": 15.5},
+    {"prompt_tokens": 10, "completion_tokens": "NaN", "total_tokens": "lots"},
+    {"prompt_tokens": float("nan"), "completion_tokens": float("inf"), "total_tokens": float("-inf")},
+    {"prompt_tokens": 10**400, "completion_tokens": True, "total_tokens": None},
+    "lots",
+)
+_INVALID_UTF8 = b"\xff\xfe\xc3("  # a stray byte, another, and a lead byte with no continuation
 
 
 @dataclass
@@ -47,9 +69,12 @@ class FakeChatServer:
     fingerprint: str | None = "fp_fake_1"
     faults: deque = field(default_factory=deque)
     answers: deque = field(default_factory=deque)
+    bodies: deque = field(default_factory=deque)  # whole 200 answers, sent byte for byte instead of a completion
     received: list[Received] = field(default_factory=list)
     peak_in_flight: int = 0
     logprobs_supported: bool = True
+    hostile: set[str] = field(default_factory=set)
+    usage: Any = None
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _httpd: ThreadingHTTPServer | None = None
@@ -80,10 +105,12 @@ class FakeChatServer:
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         defaults = FakeChatServer()
-        for name in ("api_key", "deployment", "latency_s", "hang_s", "fingerprint", "logprobs_supported"):
+        for name in ("api_key", "deployment", "latency_s", "hang_s", "fingerprint", "logprobs_supported", "hostile",
+                     "usage"):
             setattr(self, name, getattr(defaults, name))
         self.faults.clear()
         self.answers.clear()
+        self.bodies.clear()
         self.received.clear()
         self.peak_in_flight = 0
 
@@ -112,14 +139,17 @@ def answer_text(body: dict) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(min(int(body.get("max_tokens") or 12), 12))) + "."
 
 
-def _logprobs(text: str, top: int) -> dict:
-    tokens = text.split(" ")
+def _logprobs(text: str, top: int, *, piece: int | None = None, logprob: float = -0.1) -> dict:
+    """A token per word (or per `piece` characters of it), each with `top` alternatives."""
+    words = text.split(" ")
+    tokens = [word if i == 0 else " " + word for i, word in enumerate(words)]
+    if piece:
+        tokens = [token[start:start + piece] for token in tokens for start in range(0, len(token), piece)]
     content = []
-    for i, token in enumerate(tokens):
-        tok = token if i == 0 else " " + token
-        alternatives = [{"token": tok, "logprob": -0.1, "bytes": None}]
+    for tok in tokens:
+        alternatives = [{"token": tok, "logprob": logprob, "bytes": None}]
         alternatives += [{"token": f" alt{k}", "logprob": -2.0 - k, "bytes": None} for k in range(max(top - 1, 0))]
-        content.append({"token": tok, "logprob": -0.1, "bytes": None, "top_logprobs": alternatives})
+        content.append({"token": tok, "logprob": logprob, "bytes": None, "top_logprobs": alternatives})
     return {"content": content}
 
 
@@ -208,6 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if fault == "malformed":
             return self._send(200, b'{"id": "chatcmpl-broken", "choices": [', {})
+        body = fake._next(fake.bodies)
+        if body is not None:
+            return self._send(200, body, {})
         if record.body.get("logprobs") and not fake.logprobs_supported:
             return self._error(400, "logprobs is not supported for this model.", "invalid_request_error")
 
@@ -215,10 +248,15 @@ class _Handler(BaseHTTPRequestHandler):
         finish = "stop"
         if fault == "content_filter":
             text, finish = None, "content_filter"
+        else:
+            text = _hostile_text(fake.hostile, text, given_key, turn=len(fake.received) - 1)
         choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text},
                   "logprobs": None}
         if record.body.get("logprobs") and text:
-            choice["logprobs"] = _logprobs(text, int(record.body.get("top_logprobs") or 0))
+            # A real tokenizer cuts an echoed key into pieces; impossible values come from a broken server.
+            choice["logprobs"] = _logprobs(text, int(record.body.get("top_logprobs") or 0),
+                                           piece=4 if "echo_key" in fake.hostile else None,
+                                           logprob=2.5 if "absurd_logprobs" in fake.hostile else -0.1)
         words = len((text or "").split())
         payload = {
             "id": f"chatcmpl-{len(fake.received)}-{random.randrange(1 << 30)}",
@@ -229,7 +267,12 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [choice],
             "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words},
         }
-        return self._send(200, json.dumps(payload).encode(), {"x-request-id": payload["id"]})
+        if fake.usage is not None:
+            payload["usage"] = fake.usage
+        _hostile_fields(fake.hostile, payload, given_key)
+        # A tab or CR would break the header: the formulas stay in the body.
+        headers = {} if "formulas" in fake.hostile else {"x-request-id": payload["id"]}
+        return self._send(200, _hostile_bytes(fake.hostile, json.dumps(payload).encode(), given_key), headers)
 
     def _error(self, status: int, message: str, code: str, headers: dict | None = None) -> None:
         body = {"error": {"message": message, "type": code, "code": code, "param": None}}
@@ -246,6 +289,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def _hostile_text(modes: set[str], text: str, key: str, turn: int) -> str:
+    if "echo_key" in modes:
+        text = f"Your key is {key}; as a link: https://example.com/?key={quote(key, safe='')}."
+    if "formulas" in modes:
+        text = FORMULA_TEXTS[turn % len(FORMULA_TEXTS)]
+    if "bad_text" in modes:
+        text = BAD_TEXT
+    return text
+
+
+def _hostile_fields(modes: set[str], payload: dict, key: str) -> None:
+    choice = payload["choices"][0]
+    if "echo_key" in modes:
+        payload.update(id=key, system_fingerprint=f"fp-{key}", model=f"{payload['model']}-{key}")
+        choice["finish_reason"] = f"stop:{key}"
+    if "formulas" in modes:
+        payload.update({name: value for name, value in FORMULA_FIELDS.items() if name != "finish_reason"})
+        choice["finish_reason"] = FORMULA_FIELDS["finish_reason"]
+
+
+def _hostile_bytes(modes: set[str], data: bytes, key: str) -> bytes:
+    """What json.dumps cannot write: bytes that are not UTF-8, and the key with every character \\u-escaped."""
+    if "invalid_utf8" in modes:
+        data = data.replace(b'"content": "', b'"content": "' + _INVALID_UTF8, 1)
+    if "escaped_key" in modes:
+        escaped = "".join(f"\\u{ord(char):04x}" for char in key).encode()
+        data = data.replace(b'"object":', b'"x_escaped": "' + escaped + b'", "object":', 1)
+    return data
 
 
 def main() -> None:

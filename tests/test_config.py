@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from core.backends import make_backend
@@ -90,12 +92,15 @@ def test_an_endpoint_that_is_not_a_url_is_refused():
     ({"prompt": ""}, "prompt is empty"),
     ({"prompt": "   \n"}, "prompt is empty"),
     ({"prompt": "a\x00b"}, "U\\+0000"),
+    ({"prompt": "caf\udce9"}, "prompt contains bytes that are not valid UTF-8 at position 3"),
+    ({"system": "\ud800 lone"}, "system prompt contains bytes that are not valid UTF-8 at position 0"),
     ({"prompt": "x" * 32_001}, "limit is 32,000"),
     ({"temperature": 2.5}, "outside 0–2"),
     ({"temperature": -0.1}, "outside 0–2"),
     ({"temperature": "hot"}, "temperature must be a number"),
     ({"temperature": float("nan")}, "temperature must be a number"),
     ({"top_p": 0}, "top_p"),
+    ({"top_p": -0.0}, "got 0.0\\.$"),
     ({"top_p": 1.5}, "top_p"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"seed": 1.5}, "seed must be a whole number"),
@@ -112,6 +117,45 @@ def test_bad_requests_are_refused_with_the_field_named(fields, message):
 def test_bad_batch_plans_are_refused(runs, concurrency):
     with pytest.raises(InvalidRequest):
         BatchPlan(runs, concurrency)
+
+
+def test_minus_zero_becomes_zero_so_nothing_shows_minus_zero():
+    request = RunRequest(prompt="p", temperature=-0.0)
+    assert math.copysign(1, request.temperature) == 1
+    assert f"{request.temperature:g}" == "0"
+    assert RunRequest(prompt="p", temperature=0).temperature == 0 and RunRequest(prompt="p", temperature=-0.0) == (
+        RunRequest(prompt="p", temperature=0.0))
+
+
+@pytest.mark.parametrize("env, message", [
+    ({**CLASSIC, "OPENAI_API_KEY": "azure-key-123456\n"}, "OPENAI_API_KEY ends with a line break"),
+    ({**CLASSIC, "OPENAI_API_KEY": "\tazure-key-123456"}, "OPENAI_API_KEY starts with a tab"),
+    ({**CLASSIC, "OPENAI_API_KEY": "azure-key\x00123456"}, "OPENAI_API_KEY contains a control character at position 9"),
+    ({**CLASSIC, "OPENAI_API_KEY": "azure-key-123456\u00a0"}, "OPENAI_API_KEY ends with a blank character"),
+    ({**CLASSIC, "OPENAI_API_KEY": "azure\u2019key-123456"}, "OPENAI_API_KEY contains a character that is not ASCII"),
+    ({**CLASSIC, "OPENAI_API_KEY": None, "AZURE_OPENAI_API_KEY": "azure-key-123456 "},
+     "AZURE_OPENAI_API_KEY ends with a space"),
+    ({"OPENAI_API_KEY": "sk-123456\r\n"}, "OPENAI_API_KEY ends with a line break"),
+    ({"COMPATIBLE_BASE_URL": "http://127.0.0.1:8000/v1", "COMPATIBLE_MODEL": "m", "COMPATIBLE_API_KEY": "k-12 34\n5"},
+     "COMPATIBLE_API_KEY contains a line break at position 7"),
+])
+def test_a_key_that_cannot_go_into_a_header_is_refused_naming_its_variable(env, message):
+    env = {name: value for name, value in env.items() if value is not None}
+    with pytest.raises(ConfigurationError, match=f"^{message}") as refused:
+        make_backend(settings(env))
+    key = next(value for name, value in env.items() if name.endswith("API_KEY"))
+    assert key.strip() not in str(refused.value)
+
+
+def test_a_key_from_secrets_that_is_not_text_is_refused():
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY must be text, got int"):
+        load_settings(environ={}, secrets={"OPENAI_API_KEY": 123456}, dotenv_path=None).resolve()
+
+
+def test_a_bad_key_of_a_provider_not_in_use_leaves_the_others_usable():
+    assert settings({"OPENAI_API_KEY": "sk-123456\n", "REPRO_BACKEND": "local"}).resolve() == "local"
+    compatible = {"COMPATIBLE_BASE_URL": "http://127.0.0.1:8000/v1", "COMPATIBLE_MODEL": "m"}
+    assert settings({**compatible, "OPENAI_API_KEY": "sk-123456\n"}).resolve() == "compatible"
 
 
 def test_valid_unusual_text_round_trips_untouched():
