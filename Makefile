@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PORT   ?= 8501
+# Only this machine can reach the app; `make run ADDRESS=0.0.0.0` listens on every interface.
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test system bench
 
@@ -14,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 # The browser tests drive Debian's Chromium and the history tests start a throwaway PostgreSQL;
 # install what is missing from Debian's packages (needs root, as on CI).

@@ -8,11 +8,14 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigurationError, InvalidRequest
 from core.models import MAX_PROMPT_CHARS, MAX_RUNS, MAX_TOKENS_LIMIT, RunRequest
 from core.sweep import MAX_SWEEP_REQUESTS
+
+if TYPE_CHECKING:
+    from core.sweep import SweepPlan
 
 HOUR_S = 3600.0
 
@@ -38,12 +41,14 @@ class Limits:
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
                 raise ConfigurationError(f"{VARIABLES[name]} must be a whole number from 1 to {top:,}, got {value!r}.")
 
-    def check(self, request: RunRequest, requests: int, *, sweep: bool = False) -> None:
-        """Refuse an experiment (or a sweep) over the limits, naming the limit and its variable."""
-        name, what = ("max_sweep_requests", "requests in one sweep") if sweep else ("max_runs", "runs")
-        if requests > getattr(self, name):
-            raise InvalidRequest(f"{requests} {what} is over this instance's limit of {getattr(self, name)} "
-                                 f"({VARIABLES[name]}).")
+    def check(self, request: RunRequest, requests: int, *, sweep: SweepPlan | None = None) -> None:
+        """Refuse an experiment (or a sweep, whose cells are experiments too) over the limits, naming the limit and
+        its variable."""
+        if sweep:
+            self._within("max_sweep_requests", requests, "requests in one sweep")
+            self._within("max_runs", sweep.runs, "runs per cell")
+        else:
+            self._within("max_runs", requests, "runs")
         if request.max_tokens > self.max_tokens:
             raise InvalidRequest(f"max_tokens {request.max_tokens} is over this instance's limit of {self.max_tokens} "
                                  f"({VARIABLES['max_tokens']}).")
@@ -51,6 +56,11 @@ class Limits:
             if len(text) > self.max_prompt_chars:
                 raise InvalidRequest(f"The {label} has {len(text):,} characters; this instance allows "
                                      f"{self.max_prompt_chars:,} ({VARIABLES['max_prompt_chars']}). Shorten it.")
+
+    def _within(self, name: str, count: int, what: str) -> None:
+        if count > getattr(self, name):
+            raise InvalidRequest(f"{count} {what} is over this instance's limit of {getattr(self, name)} "
+                                 f"({VARIABLES[name]}).")
 
 
 VARIABLES = {

@@ -26,6 +26,11 @@ def _series(seed: int | None) -> str:
     return "no seed" if seed is None else f"seed {seed}"
 
 
+def _as_written(value: float | int | None) -> str:
+    """A temperature or seed as the visitor writes it (see parse_seeds): no seed is "none"."""
+    return "none" if value is None else str(value)
+
+
 def parse_temperatures(text: str) -> tuple[float, ...]:
     """"0, 0.7,1.2" → (0.0, 0.7, 1.2); SweepPlan checks the values."""
     values = []
@@ -97,9 +102,10 @@ class SweepPlan:
             if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
                 raise InvalidRequest(f"seeds: {seed} is outside the signed 64-bit range ({SEED_MIN} to {SEED_MAX}).")
         for name, values in (("temperatures", self.temperatures), ("seeds", self.seeds)):
-            repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+            repeated = sorted({_as_written(v) for v in values if values.count(v) > 1})
             if repeated:
-                raise InvalidRequest(f"{name}: {', '.join(map(str, repeated))} appears more than once; list each once.")
+                verb = "appears" if len(repeated) == 1 else "each appear"
+                raise InvalidRequest(f"{name}: {', '.join(repeated)} {verb} more than once; list each once.")
         if not is_integer(self.runs) or not 1 <= self.runs <= MAX_RUNS:
             raise InvalidRequest(f"runs must be a whole number from 1 to {MAX_RUNS}, got {self.runs!r}.")
         if not is_integer(self.concurrency) or not 1 <= self.concurrency <= MAX_RUNS:

@@ -15,6 +15,8 @@ from ui.sidebar import sidebar
 from ui.sweeps import show_sweep
 
 TEMPERATURES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.2, 1.5, 2.0)
+MAX_RUNS_PER_CELL = 20
+
 
 def live_cells(recording, plan: SweepPlan, base, progress, table):
     """Yield each (cell, result) as it arrives while the progress bar and the table of cells follow."""
@@ -35,7 +37,8 @@ temperatures = settings[0].multiselect("Temperatures", TEMPERATURES, default=[0.
                                        key="sweep_temperatures")
 seeds_text = settings[1].text_input("Seeds", "42, none", key="sweep_seeds",
                                     help="Comma-separated whole numbers; 'none' is a series without a seed.")
-runs = settings[2].number_input("Runs per cell", 2, 20, 5, key="sweep_runs")
+most_runs = max(2, min(MAX_RUNS_PER_CELL, controls.limits.max_runs))  # at least 2, so a cell can be compared
+runs = settings[2].number_input("Runs per cell", 2, most_runs, min(5, most_runs), key="sweep_runs")
 
 plan = base = None
 try:
@@ -52,7 +55,7 @@ if plan and base:
     if st.button("Run sweep", type="primary", key="run_sweep", icon=":material/play_arrow:",
                  disabled=controls.backend is None or not confirmed):
         try:
-            controls.admit(base, plan.total_requests, sweep=True)
+            controls.admit(base, plan.total_requests, sweep=plan)
         except InvalidRequest as exc:
             nothing_sent(exc)
         else:

@@ -90,3 +90,30 @@ def test_a_saved_sweep_opens_in_history(scripted, tmp_path):
     assert not history.exception
     assert "sweep" in plain(history.markdown[0].value) and "temperatures 0.5" in plain(history.markdown[0].value)
     assert list(history.dataframe[-1].value["Cell"]) == ["T=0.5 · seed 42", "T=0.5 · no seed"]
+
+
+def test_runs_per_cell_are_held_to_repro_max_runs(scripted, monkeypatch):
+    monkeypatch.setenv("REPRO_MAX_RUNS", "3")
+    scripted(by_cell)
+    at = sweep_page()
+    assert (at.number_input(key="sweep_runs").max, at.number_input(key="sweep_runs").value) == (3, 3)
+
+
+def test_a_sweep_with_more_runs_per_cell_than_repro_max_runs_sends_nothing(scripted, monkeypatch):
+    backend = scripted(by_cell)
+    monkeypatch.setenv("REPRO_MAX_RUNS", "1")
+    at = sweep_page()
+    at.multiselect(key="sweep_temperatures").set_value([0.7])
+    at.button(key="run_sweep").click().run()
+    assert not at.exception
+    assert plain(at.error[0].value) == ("Nothing was sent: 2 runs per cell is over this instance's limit of 1 "
+                                        "(REPRO_MAX_RUNS).")
+    assert backend.calls == []
+
+
+def test_a_repeated_seed_is_named_as_it_was_written(scripted):
+    scripted(by_cell)
+    at = sweep_page()
+    at.text_input(key="sweep_seeds").set_value("none, 42, NONE").run()
+    assert plain(at.error[0].value) == ("Nothing can be sent yet: seeds: none appears more than once; "
+                                        "list each once.")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.access import FREE_ATTEMPTS, MAX_DELAY_S, FailureLog, failure_delay, passcode_matches
 from core.errors import ConfigurationError, InvalidRequest
 from core.limits import Limits, Quota, load_limits
 from core.models import RunRequest
+from core.sweep import SweepPlan
 
 
 class Clock:
@@ -43,6 +43,8 @@ def test_an_experiment_over_the_limits_is_refused():
     limits.check(request(max_tokens=200), 10)
     with pytest.raises(InvalidRequest, match="11 runs is over this instance's limit of 10 \\(REPRO_MAX_RUNS\\)"):
         limits.check(request(), 11)
+    with pytest.raises(InvalidRequest, match="^11 runs is over"):
+        limits.check(request(), 11, sweep=False)  # as ui.sidebar's Controls.admit passes it for an experiment
     with pytest.raises(InvalidRequest, match="REPRO_MAX_TOKENS"):
         limits.check(request(max_tokens=201), 5)
     with pytest.raises(InvalidRequest, match="The prompt has 41 characters; this instance allows 40"):
@@ -76,27 +78,15 @@ def test_a_refused_request_takes_nothing():
 
 def test_a_sweep_is_checked_against_its_own_limit():
     limits = Limits(max_runs=10, max_sweep_requests=60)
-    limits.check(request(), 60, sweep=True)
+    plan = SweepPlan((0.0, 0.5, 1.0), (42, None), runs=10)
+    limits.check(request(), 60, sweep=plan)
     with pytest.raises(InvalidRequest, match="61 requests in one sweep is over this instance's limit of 60"):
-        limits.check(request(), 61, sweep=True)
+        limits.check(request(), 61, sweep=plan)
 
 
-def test_passcode_failures_are_counted_per_visitor_for_the_whole_process():
-    log = FailureLog()
-    for _ in range(FREE_ATTEMPTS):
-        assert log.delay("ip:10.0.0.7") == 0
-        log.failed("ip:10.0.0.7")
-    assert log.delay("ip:10.0.0.7") == 1.0
-    log.failed("ip:10.0.0.7")
-    assert log.delay("ip:10.0.0.7") == 2.0
-    assert log.delay("ip:10.0.0.8") == 0  # another visitor is not slowed down
-    log.passed("ip:10.0.0.7")
-    assert log.delay("ip:10.0.0.7") == 0
-    assert failure_delay(40) == MAX_DELAY_S
-
-
-def test_the_passcode_comparison_is_exact():
-    assert passcode_matches("red-panda", "red-panda")
-    assert not passcode_matches("red-pand", "red-panda")
-    assert not passcode_matches("red-panda ", "red-panda")
-    assert passcode_matches("pässcode", "pässcode")
+def test_a_sweep_cell_may_not_have_more_runs_than_an_experiment():
+    limits = Limits(max_runs=1)
+    two_runs, one_run = SweepPlan((0.7,), (42,), runs=2), SweepPlan((0.7, 1.0), (42,), runs=1)
+    with pytest.raises(InvalidRequest, match=r"^2 runs per cell is over this instance's limit of 1 \(REPRO_MAX_RUNS\)"):
+        limits.check(request(), two_runs.total_requests, sweep=two_runs)
+    limits.check(request(), one_run.total_requests, sweep=one_run)  # two cells of one run: two requests, allowed

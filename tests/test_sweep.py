@@ -98,7 +98,8 @@ def test_plan_counts_requests_and_normalises_temperatures():
     ({"seeds": []}, r"^seeds is empty"),
     ({"temperatures": "0,1"}, r"^temperatures must be a list"),
     ({"temperatures": (0, 0.5, 0.0)}, r"^temperatures: 0\.0 appears more than once"),
-    ({"seeds": (None, 1, None)}, r"^seeds: None appears more than once"),
+    ({"seeds": (None, 1, None)}, r"^seeds: none appears more than once"),  # as the visitor writes it
+    ({"seeds": (7, None, 7, None)}, r"^seeds: 7, none each appear more than once"),
     ({"temperatures": (0, 2.5)}, r"^temperatures: 2\.5 is outside 0–2"),
     ({"temperatures": (-0.1,)}, r"^temperatures: -0\.1 is outside 0–2"),
     ({"temperatures": (float("nan"),)}, r"^temperatures: nan is outside 0–2"),

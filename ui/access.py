@@ -3,15 +3,17 @@ APP_PASSCODE is set, else open (with a note when a paid backend is configured)."
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import streamlit as st
 
-from core.access import FailureLog, passcode_matches
+from core.access import FailureLog, Network, client_identity, parse_trusted_proxies
+from core.errors import ConfigurationError
 from ui.html import md
+
+LOOPBACK = "127.0.0.1"
 
 
 def _stop_at_the_gate(title: str, text: str) -> None:
@@ -37,37 +39,44 @@ def _failures() -> FailureLog:
     return FailureLog()
 
 
-def _passcode(expected: str) -> str:
-    visitor = _visitor()
+def _passcode(expected: str, visitor: str) -> str:
     if not st.session_state.get("access_granted"):
         _stop_at_the_gate("A passcode is needed", "Enter the passcode you were given to use this instance.")
         given = st.text_input("Passcode", type="password", key="passcode")
         if st.button("Enter", type="primary", key="enter_passcode") and given:
-            time.sleep(_failures().delay(visitor))
-            if passcode_matches(given, expected):
-                _failures().passed(visitor)
+            if _failures().attempt(visitor, given, expected):
                 st.session_state["access_granted"] = True
                 st.rerun()
-            _failures().failed(visitor)
             st.error("That passcode is not right.")
         st.stop()
     return visitor
 
 
-def _visitor() -> str:
-    """Who is asking, for the quota and the passcode's failure count: the client's address (the first
-    X-Forwarded-For hop behind a reverse proxy), else this session."""
-    forwarded = (st.context.headers or {}).get("X-Forwarded-For", "")
-    address = forwarded.split(",")[0].strip() or st.context.ip_address
-    if isinstance(address, str) and address:  # (AppTest hands out a stand-in object instead)
-        return f"ip:{address}"
-    return "session:" + st.session_state.setdefault("session_identity", uuid.uuid4().hex)
+def _visitor(trusted: Sequence[Network]) -> str:
+    """Who is asking, for the quota and the passcode's failure count: the client's address (X-Forwarded-For only
+    from a proxy in REPRO_TRUSTED_PROXIES, see core.access.client_identity)."""
+    # The TCP peer; from a peer on this machine, what Streamlit's server (uvicorn: FORWARDED_ALLOW_IPS, by default
+    # 127.0.0.1 and ::1) read from X-Forwarded-For instead.
+    peer = st.context.ip_address
+    if peer is None:
+        peer = LOOPBACK  # Streamlit reports a peer on this machine (a local proxy, a local browser) as None
+    if not isinstance(peer, str):  # AppTest hands out a stand-in object
+        return "session:" + st.session_state.setdefault("session_identity", uuid.uuid4().hex)
+    forwarded = ",".join(st.context.headers.get_all("X-Forwarded-For")) if trusted else ""
+    return client_identity(peer, forwarded, trusted)
 
 
 def require_access(secrets: Mapping[str, Any], source: Mapping[str, Any]) -> str:
     """Stop the page at the gate unless the visitor may pass; return who they are, for the quota."""
+    try:
+        trusted = parse_trusted_proxies(source.get("REPRO_TRUSTED_PROXIES"))
+    except ConfigurationError as exc:
+        _stop_at_the_gate("This instance is not set up right", "Its operator needs to fix a setting.")
+        st.error(md(exc))
+        st.stop()
     if isinstance(secrets.get("auth"), Mapping):
         return _sign_in()
+    visitor = _visitor(trusted)
     if source.get("APP_PASSCODE"):
-        return _passcode(str(source["APP_PASSCODE"]))
-    return _visitor()
+        return _passcode(str(source["APP_PASSCODE"]), visitor)
+    return visitor

@@ -13,9 +13,11 @@ from core.compare import Segment
 from core.forks import ForkSide
 from core.models import RunResult
 
+# overflow-wrap:anywhere, unlike break-word, also narrows what a flex item needs: a long unbroken fingerprint or
+# finish reason in .rl-meta wraps inside its card instead of spilling over the next one.
 STYLE = """<style>
 .rl-card{border:1px solid rgba(128,128,128,.35);border-radius:.6rem;padding:.7rem .9rem;margin:.2rem 0;
-  min-height:7rem}
+  min-height:7rem;overflow-wrap:anywhere}
 .rl-card.rl-failed{border-color:rgba(229,72,77,.7);background:rgba(229,72,77,.07)}
 .rl-meta{font-size:.8rem;opacity:.75;margin-bottom:.35rem;display:flex;flex-wrap:wrap;gap:.2rem .8rem}
 .rl-meta b{opacity:1}
