@@ -3,16 +3,16 @@
 exports and imports saved experiments.
 
 Exit status: 0 success; 1 with --expect-identical when the successful runs differ; 2 bad input or configuration;
-3 when no run succeeded.
+3 when no run succeeded; 130 interrupted (Ctrl-C), after saying how many runs the history kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 
 from core.backends import make_backend
@@ -22,10 +22,11 @@ from core.errors import InvalidRequest, ReproError, UnknownExperiment
 from core.history import Recording, load_sweep, record, record_sweep, saved_or_not
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
-from core.store import from_json, import_experiment, open_store, to_csv, to_json
+from core.store import MAX_IMPORT_BYTES, from_json, import_experiment, open_store, strict_json, to_csv, to_json
 from core.sweep import CellSummary, SweepPlan, SweepResult, parse_seeds, parse_temperatures, stream_sweep
 
-EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_ALL_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_LIST_LIMIT = 10_000
 
 
 def _seed(value: str) -> int | None:
@@ -35,6 +36,19 @@ def _seed(value: str) -> int | None:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seed must be a whole number or 'none', got {value!r}") from None
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, refused with exit 2 before anything runs."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r:.40}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {text:.40}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = history.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="newest first")
     listing.add_argument("--search", default=None, help="text in the prompt, system prompt or model")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_whole_number(1, MAX_LIST_LIMIT), default=50)
     listing.add_argument("--json", action="store_true")
     show = actions.add_parser("show", help="one experiment, as `run` prints it")
     show.add_argument("id")
@@ -126,11 +140,9 @@ def _report(request: RunRequest, info: BackendInfo, results: list[RunResult], as
                 "summary": summary.to_dict()}
         if experiment:
             data["experiment"] = experiment
-        print(json.dumps(data, ensure_ascii=False))
+        print(strict_json(data))
     else:
         print(_summary_line(summary))
-        if experiment:
-            print(f"saved as {experiment['id']}" + ("" if experiment["complete"] else " (incomplete)"))
     return summary
 
 
@@ -156,10 +168,12 @@ def command_run(args: argparse.Namespace) -> int:
         _header(backend.info, request, plan.runs, plan.concurrency)
     recording = saved_or_not(store, lambda store: record(store, backend, request, plan),
                              lambda: stream_runs(backend, request, plan))
-    results = _print_runs(recording, live=not args.json)
-    _say_unsaved(recording, args.no_save)
-    experiment = recording.experiment_id and {"id": recording.experiment_id, "complete": len(results) == plan.runs}
+    with _interruptible(recording, plan.runs):
+        results = _print_runs(recording, live=not args.json)
+    experiment = recording.experiment_id and {"id": recording.experiment_id, "runs_saved": recording.saved,
+                                              "complete": recording.saved == plan.runs and not recording.save_error}
     summary = _report(request, backend.info, results, args.json, experiment)
+    _say_saved(recording, plan.runs, args.json)
     if summary.successful == 0:
         return EXIT_ALL_FAILED
     if args.expect_identical and not summary.all_identical:
@@ -181,22 +195,45 @@ def command_sweep(args: argparse.Namespace) -> int:
               f"{plan.runs} runs = {plan.total_requests} requests")
     recording = saved_or_not(store, lambda store: record_sweep(store, backend, base, plan),
                              lambda: stream_sweep(backend, base, plan))
-    result = SweepResult.collect(base, plan, recording)
-    _say_unsaved(recording, args.no_save)
+    with _interruptible(recording, plan.total_requests):
+        result = SweepResult.collect(base, plan, recording)
     summaries = result.summaries()
     if args.json:
-        print(json.dumps({**result.to_dict(), "backend": backend.info.to_dict(),
-                          "experiment_id": recording.experiment_id}, ensure_ascii=False))
+        print(strict_json({**result.to_dict(), "backend": backend.info.to_dict(),
+                           "experiment_id": recording.experiment_id, "runs_saved": recording.saved}))
     else:
         _print_cells(summaries)
-        if recording.experiment_id:
-            print(f"saved as {recording.experiment_id}")
+    _say_saved(recording, plan.total_requests, args.json)
     return EXIT_OK if any(s.successful for s in summaries) else EXIT_ALL_FAILED
 
 
-def _say_unsaved(recording: Recording, asked_not_to: bool) -> None:
-    if recording.save_error and not asked_not_to:
-        print(f"note: not (all) saved to the history: {recording.save_error}", file=sys.stderr)
+@contextlib.contextmanager
+def _interruptible(recording: Recording, planned: int) -> Iterator[None]:
+    """Ctrl-C while the runs arrive: cancel those in flight, and let main say how many the history kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        recording.close()
+        kept = (f"{recording.saved} of {planned} runs kept as {recording.experiment_id} (incomplete)"
+                if recording.experiment_id else "nothing was saved")
+        raise KeyboardInterrupt(kept) from None
+
+
+def _say_saved(recording: Recording, planned: int, as_json: bool) -> None:
+    """Where the runs went: exactly how many the history kept when it failed part-way (a note beside --json)."""
+    experiment_id, error = recording.experiment_id, recording.save_error
+    if experiment_id is None:
+        line = f"not saved to the history: {error}"
+    elif error is None:
+        line = f"saved as {experiment_id}"
+    elif recording.saved < planned:
+        line = f"saved {recording.saved} of {planned} runs as {experiment_id}; the rest were not saved: {error}"
+    else:
+        line = f"saved {planned} of {planned} runs as {experiment_id}, but not marked complete: {error}"
+    if experiment_id and not as_json:
+        print(line)
+    elif error:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def _print_cells(summaries: Iterable[CellSummary]) -> None:
@@ -213,12 +250,12 @@ def command_history(args: argparse.Namespace) -> int:
         store = _store()
         if args.action == "import":
             with open(args.file, "rb") as handle:
-                print(import_experiment(store, from_json(handle.read())))
+                print(import_experiment(store, from_json(handle.read(MAX_IMPORT_BYTES + 1))))
             return EXIT_OK
         if args.action == "list":
             rows = store.list(search=args.search, limit=args.limit)
             if args.json:
-                print(json.dumps([asdict(row) for row in rows], ensure_ascii=False))
+                print(strict_json([asdict(row) for row in rows]))
             for row in [] if args.json else rows:
                 runs = (f"sweep of {row.runs_planned} requests" if row.kind == "sweep" else
                         f"{row.runs_done}/{row.runs_planned} runs  T={row.temperature:g}  seed={row.seed}  "
@@ -234,7 +271,7 @@ def command_history(args: argparse.Namespace) -> int:
                                      "(history show on the sweep lists the cells with their ids).")
             sweep = load_sweep(store, experiment.id)
             if args.json:
-                print(json.dumps(sweep.to_dict(), ensure_ascii=False))
+                print(strict_json(sweep.to_dict()))
             else:
                 _print_cells(sweep.summaries())
                 for child in store.children(experiment.id):
@@ -266,4 +303,8 @@ def _summary_line(summary: Summary) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"run": command_run, "sweep": command_sweep, "history": command_history}[args.command](args)
+    try:
+        return {"run": command_run, "sweep": command_sweep, "history": command_history}[args.command](args)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -23,31 +23,35 @@ T = TypeVar("T")
 
 class Recording(Generic[T]):
     """A batch (or a sweep) being saved: iterate for each result, stored before you see it; `experiment_id` names
-    the history item (None for a batch that is not being saved).
+    the history item (None for a batch that is not being saved) and `saved` counts the results stored so far.
 
-    If the database fails half-way, the results keep coming, unsaved, and `save_error` says why.
-    Closing it early cancels the runs still in flight.
+    A result the database refuses is still yielded, unsaved; the others are saved regardless, `save_error` says
+    why the first one was not, and the item stays incomplete. Closing it early cancels the runs still in flight.
     """
 
     def __init__(self, experiment_id: str | None, results: Iterator[T],
                  save: Callable[[T], None] | None = None, finish: Callable[[], None] | None = None):
         self.experiment_id = experiment_id
         self.save_error: str | None = None
+        self.saved = 0
         self._results = self._saving(results, save, finish) if save and finish else results
 
     def _saving(self, results: Iterator[T], save: Callable[[T], None], finish: Callable[[], None]) -> Iterator[T]:
         with contextlib.closing(results):
             for item in results:
-                self._try(save, item)
+                if self._try(save, item):
+                    self.saved += 1
                 yield item
-        self._try(finish)
-
-    def _try(self, step: Callable[..., None], *args: object) -> None:
         if self.save_error is None:
-            try:
-                step(*args)
-            except StorageError as exc:
-                self.save_error = str(exc)
+            self._try(finish)
+
+    def _try(self, step: Callable[..., None], *args: object) -> bool:
+        try:
+            step(*args)
+        except StorageError as exc:
+            self.save_error = self.save_error or str(exc)
+            return False
+        return True
 
     def __iter__(self) -> Recording[T]:
         return self

@@ -7,7 +7,7 @@ from core.compare import compare
 from core.drift import drift
 from core.errors import InvalidImport, InvalidRequest, StorageError, UnknownExperiment
 from core.history import load_sweep, rerun
-from core.store import Experiment, from_json, import_experiment, to_csv, to_json
+from core.store import MAX_IMPORT_BYTES, Experiment, from_json, import_experiment, to_csv, to_json
 from ui.html import md
 from ui.results import live_runs, nothing_sent, run_cards, show_results, verdict
 from ui.sidebar import PROVIDER_NAMES, sidebar
@@ -34,7 +34,8 @@ def open_experiment(experiment_id: str | None) -> None:
 
 
 def import_box() -> None:
-    upload = st.file_uploader("Import a JSON export", type=["json"], key="history_import")
+    upload = st.file_uploader("Import a JSON export", type=["json"], key="history_import",
+                              max_upload_size=MAX_IMPORT_BYTES // 2**20)
     if upload is None or st.session_state.get("history_imported") == upload.file_id:
         return
     try:

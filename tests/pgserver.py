@@ -97,16 +97,20 @@ class Database:
         return sqlite3.connect(self.address) if self.kind == "sqlite" else psycopg.connect(self.address)
 
 
+def new_database(server: str) -> str:
+    """The URL of a new, empty database on the server at `server` (the postgres_url)."""
+    name = f"test_{next(_databases)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server.rsplit('/', 1)[0]}/{name}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """An empty database of each kind: a new file, or a new database on the session's server."""
     if request.param == "sqlite":
         return Database("sqlite", str(tmp_path / "history.sqlite3"))
-    server = request.getfixturevalue("postgres_url")
-    name = f"test_{next(_databases)}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return Database("postgres", f"{server.rsplit('/', 1)[0]}/{name}")
+    return Database("postgres", new_database(request.getfixturevalue("postgres_url")))
 
 
 @pytest.fixture

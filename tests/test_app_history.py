@@ -9,6 +9,7 @@ from core.models import BackendInfo, RunRequest, RunResult
 from core.store import open_store
 from tests.apptest import APP, app, captions, html, plain
 from tests.scripted import texts
+from tests.test_import_hostile import CORPUS, HOSTILE
 
 pytestmark = pytest.mark.usefixtures("app_environment")
 
@@ -120,3 +121,34 @@ def test_a_crafted_link_or_import_cannot_put_links_or_images_on_the_page(scripte
     at = open_history(experiment_id)
     assert "](https://evil.example" not in at.markdown[0].value
     assert hostile in plain(at.markdown[0].value)
+
+
+REFUSED = {
+    "nan-latency.json": (HOSTILE / "nan-latency.json").read_bytes(),
+    "lone-surrogate-text.json": (HOSTILE / "lone-surrogate-text.json").read_bytes(),
+    "token-count-2-63.json": (HOSTILE / "token-count-2-63.json").read_bytes(),
+    "deep.json": b'{"format": "repro-lab-experiment", "version": 1, "experiment": ' + b"[" * 100_000 + b"}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_hostile_import_is_refused_in_words_and_saves_nothing(scripted, history, name):
+    scripted(texts("x"))
+    at = open_history()
+    at.file_uploader(key="history_import").set_value((name, REFUSED[name], "application/json")).run()
+    assert not at.exception
+    [error] = at.error
+    expected = CORPUS.get(name, "The file nests lists and objects 100,001 deep; an export nests at most 64.")
+    assert plain(error.value).startswith(f"Not imported: {expected}")
+    assert history.list() == []
+    assert "experiment" not in at.query_params
+
+
+def test_a_valid_import_opens_the_imported_experiment(scripted, history):
+    scripted(texts("x"))
+    at = open_history()
+    at.file_uploader(key="history_import").set_value(("valid.json", (HOSTILE / "valid.json").read_bytes(),
+                                                      "application/json")).run()
+    assert not at.exception
+    [row] = history.list()
+    assert at.query_params["experiment"] == row.id and (row.runs_done, row.runs_planned) == (1, 2)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+
+from core.models import BackendInfo, RunRequest, RunResult
+from core.store import MAX_IMPORT_BYTES, SQLiteStore
+from tests.test_import_hostile import HOSTILE
+from tests.test_store import unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
@@ -163,3 +173,134 @@ def test_a_saved_sweep_is_shown_cell_by_cell_and_not_exported_whole(fake_server,
     assert "T=0 · seed 7" in shown and "T=1 · seed 7" in shown and shown.count("\ncell ") == 2
     refused = cli("history", "export", sweep_id, env=azure_env, cwd=tmp_path)
     assert refused.returncode == 2 and "one experiment per cell" in refused.stderr
+
+
+def test_hostile_imports_exit_2_with_one_line_naming_the_field_and_save_nothing(azure_env, tmp_path):
+    sample = ("nan-latency.json", "token-count-2-63.json", "lone-surrogate-text.json", "not-utf8.json")
+    files = {name: (HOSTILE / name).read_bytes() for name in sample}  # tests/test_import_hostile.py reads them all
+    files["deep.json"] = b'{"format": "repro-lab-experiment", "version": 1, "experiment": ' + b"[" * 100_000 + b"}"
+    files["huge.json"] = b" " * (MAX_IMPORT_BYTES + 10)
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        done = cli("history", "import", name, env=azure_env, cwd=tmp_path)
+        assert done.returncode == 2, (name, done.stderr)
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, (name, done.stderr)
+        assert "Traceback" not in done.stderr and done.stdout == ""
+    assert "experiment.runs[0].usage.total_tokens must be a whole number" in cli(
+        "history", "import", "token-count-2-63.json", env=azure_env, cwd=tmp_path).stderr
+    assert cli("history", "list", "--json", env=azure_env, cwd=tmp_path).stdout.strip() == "[]"
+
+
+PASSWORD = "hunter2%zz w0rd@s3cr3t"
+
+
+@pytest.mark.parametrize("command", [["history", "list"], ["run", "--prompt", "p", "--runs", "1"]])
+@pytest.mark.parametrize("host", ["[bad", "127.0.0.1:{port}"])
+def test_a_database_password_never_reaches_the_terminal(fake_server, azure_env, tmp_path, command, host):
+    for written in (PASSWORD, quote(PASSWORD, safe="")):
+        url = f"postgresql://alice:{written}@{host.format(port=unused_port())}/app"
+        done = cli(*command, env={**azure_env, "DATABASE_URL": url}, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+        assert "postgresql://alice:***@" in done.stderr
+        for piece in (PASSWORD, written, "hunter2", "s3cr3t", "w0rd"):
+            assert piece not in done.stdout + done.stderr
+    assert fake_server.received == []
+
+
+def test_the_bad_ipv6_url_of_the_issue_is_a_one_line_error(azure_env, tmp_path):
+    done = cli("history", "list", env={**azure_env, "DATABASE_URL": "postgresql://u:p@[bad/db"}, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, 'error: DATABASE_URL postgresql://u:***@[bad/db cannot be read: end '
+                                                 'of string reached when looking for matching "]" in IPv6 host address '
+                                                 'in URI: "postgresql://u@[bad/db"\n')
+
+
+@pytest.mark.parametrize("path", ["{tmp}/a-file/history.sqlite3", "/proc/repro-lab/history.sqlite3",
+                                  "/proc/history.sqlite3"])
+@pytest.mark.parametrize("command", [["history", "list"], ["run", "--prompt", "p", "--runs", "1"]])
+def test_a_history_path_that_cannot_be_used_is_a_one_line_error(fake_server, azure_env, tmp_path, path, command):
+    (tmp_path / "a-file").write_text("")
+    done = cli(*command, env={**azure_env, "REPRO_HISTORY_PATH": path.format(tmp=tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "REPRO_HISTORY_PATH" in done.stderr or "unable to open database file" in done.stderr
+    assert fake_server.received == []
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999999", "0"])
+def test_history_list_refuses_a_limit_out_of_range(azure_env, tmp_path, limit):
+    done = cli("history", "list", "--limit", limit, env=azure_env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "argument --limit: must be " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_during_a_run_says_how_many_runs_were_kept(fake_server, azure_env, tmp_path):
+    fake_server.latency_s = 0.4
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("DATABASE_URL",))}
+    process = subprocess.Popen([sys.executable, "-m", "core", "run", "--prompt", "p", "--runs", "10",
+                                "--concurrency", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**clean, **azure_env, "REPRO_HISTORY_PATH": str(tmp_path / "h.sqlite3"),
+                                               "PYTHONPATH": str(ROOT)})
+    try:
+        lines = [process.stdout.readline() for _ in range(4)]  # the header's two lines, then two runs
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert lines[2].strip() and process.returncode == 130, errors
+    assert "Traceback" not in errors
+    found = re.fullmatch(r"interrupted: (\d+) of 10 runs kept as (\w+) \(incomplete\)\n", errors)
+    assert found, errors
+    kept, experiment_id = int(found[1]), found[2]
+    assert 2 <= kept < 10
+    experiment = SQLiteStore(tmp_path / "h.sqlite3").get(experiment_id)
+    assert (len(experiment.runs), experiment.complete) == (kept, False)
+
+
+def fill_after(path: Path, runs: int) -> None:
+    """Make the history at `path` refuse every run after the first `runs`, as a full disk would."""
+    SQLiteStore(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TRIGGER disk_full BEFORE INSERT ON runs WHEN (SELECT COUNT(*) FROM runs) >= {runs} "
+                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+
+
+def test_a_history_that_fills_up_says_exactly_how_many_runs_it_kept(fake_server, azure_env, tmp_path):
+    fill_after(tmp_path / "history.sqlite3", 3)
+    done = cli("run", "--prompt", "p", "--runs", "20", "--concurrency", "4", env=azure_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"^saved 3 of 20 runs as (\w+); the rest were not saved: The history database failed: "
+                      r"IntegrityError: database or disk is full$", done.stdout, re.MULTILINE)
+    assert found, done.stdout
+    assert "saved as" not in done.stdout
+    assert len(SQLiteStore(tmp_path / "history.sqlite3").get(found[1]).runs) == 3
+
+    as_json = cli("run", "--prompt", "p", "--runs", "5", "--json", env=azure_env, cwd=tmp_path)
+    experiment = json.loads(as_json.stdout)["experiment"]
+    assert (experiment["runs_saved"], experiment["complete"]) == (0, False)
+    assert as_json.stderr == (f"note: saved 0 of 5 runs as {experiment['id']}; the rest were not saved: The history "
+                              "database failed: IntegrityError: database or disk is full\n")
+
+
+def test_a_sweep_that_fills_the_history_says_so_too(fake_server, azure_env, tmp_path):
+    fill_after(tmp_path / "history.sqlite3", 5)
+    done = cli("sweep", "--prompt", "p", "--temperatures", "0,1", "--seeds", "7", "--runs", "4",
+               env=azure_env, cwd=tmp_path)
+    assert re.search(r"^saved 5 of 8 runs as \w+; the rest were not saved: ", done.stdout, re.MULTILINE), done.stdout
+
+
+def no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_json_output_is_strict_even_for_an_imported_infinite_latency(azure_env, tmp_path):
+    store = SQLiteStore(tmp_path / "history.sqlite3")
+    experiment_id = store.create(RunRequest(prompt="p"), BackendInfo("compatible", "m"), 2)
+    for index, latency in enumerate((math.inf, -math.inf)):
+        store.add_run(experiment_id, RunResult(index=index, latency_ms=latency, text="a"))
+    shown = cli("history", "show", experiment_id, "--json", env=azure_env, cwd=tmp_path)
+    data = json.loads(shown.stdout, parse_constant=no_constants)
+    assert [run["latency_ms"] for run in data["runs"]] == [None, None]
+    exported = cli("history", "export", experiment_id, env=azure_env, cwd=tmp_path).stdout
+    assert [run["latency_ms"] for run in json.loads(exported, parse_constant=no_constants)["experiment"]["runs"]] == [
+        None, None]

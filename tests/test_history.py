@@ -212,18 +212,19 @@ def test_loading_something_that_is_not_a_sweep_says_so(store):
 
 
 class FailingStore:
-    """A store that breaks on its nth add_run, as a database that goes away half-way through a batch."""
+    """A store whose add_run breaks from its nth call on (or on the nth call only), as a database that goes away
+    half-way through a batch or refuses one run."""
 
-    def __init__(self, store, fail_at: int):
-        self.store, self.fail_at, self.calls = store, fail_at, 0
+    def __init__(self, store, fail_at: int, only: bool = False):
+        self.store, self.fail_at, self.only, self.calls = store, fail_at, only, 0
 
     def __getattr__(self, name):
         return getattr(self.store, name)
 
     def add_run(self, experiment_id, result):
         self.calls += 1
-        if self.calls >= self.fail_at:
-            raise StorageError("The history database failed: OperationalError: disk I/O error")
+        if self.calls == self.fail_at or (self.calls > self.fail_at and not self.only):
+            raise StorageError(f"The history database failed: OperationalError: disk I/O error (call {self.calls})")
         self.store.add_run(experiment_id, result)
 
 
@@ -231,9 +232,43 @@ def test_a_database_that_fails_half_way_loses_no_result(store):
     failing = FailingStore(store, fail_at=3)
     recording = record(failing, ScriptedBackend(texts("a")), RunRequest(prompt="p"), BatchPlan(5, 1))
     assert len(list(recording)) == 5
-    assert recording.save_error == "The history database failed: OperationalError: disk I/O error"
+    assert recording.save_error == "The history database failed: OperationalError: disk I/O error (call 3)"
+    assert failing.calls == 5  # every run was still offered to the database
     saved = store.get(recording.experiment_id)
-    assert len(saved.runs) == 2 and not saved.complete
+    assert len(saved.runs) == recording.saved == 2 and not saved.complete
+
+
+def test_one_run_that_fails_to_save_does_not_stop_the_others(store):
+    recording = record(FailingStore(store, fail_at=2, only=True), ScriptedBackend(texts("a")), RunRequest(prompt="p"),
+                       BatchPlan(5, 1))
+    assert [result.index for result in recording] == [0, 1, 2, 3, 4]
+    assert recording.save_error == "The history database failed: OperationalError: disk I/O error (call 2)"
+    saved = store.get(recording.experiment_id)
+    assert (len(saved.runs), recording.saved, saved.complete) == (4, 4, False)
+
+
+def test_a_sweep_keeps_saving_past_a_run_that_failed(store):
+    plan = SweepPlan(temperatures=(0.0, 1.0), seeds=(7,), runs=2, concurrency=1)
+    recording = record_sweep(FailingStore(store, fail_at=1, only=True), ScriptedBackend(texts("a")),
+                             RunRequest(prompt="p"), plan)
+    assert len(list(recording)) == 4
+    assert recording.saved == 3 and recording.save_error
+    assert sorted(len(cell.runs) for cell in store.children(recording.experiment_id)) == [1, 2]
+    assert [c.complete for c in store.children(recording.experiment_id)].count(True) == 1
+    assert not store.get(recording.experiment_id).complete
+
+
+def test_answers_holding_nul_are_saved_exactly_with_the_rest_of_the_batch(db, fake_server, azure_env):
+    fake_server.answers.extend(["before\x00after", "\x00", "plain"])
+    store = db.open()
+    backend = make_backend(load_settings(environ=azure_env, dotenv_path=None))
+    recording = record(store, backend, DEMO, BatchPlan(3, 1))
+    results = list(recording)
+    assert (recording.saved, recording.save_error) == (3, None)
+    experiment = store.get(recording.experiment_id)
+    assert experiment.complete
+    assert sorted(run.text for run in experiment.runs) == sorted(r.text for r in results) == [
+        "\x00", "before\x00after", "plain"]
 
 
 def test_a_history_path_that_is_not_a_database_is_a_storage_error(tmp_path):

@@ -6,15 +6,20 @@ import csv
 import dataclasses
 import io
 import json
+import socket
 import threading
+from urllib.parse import quote, unquote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from core.errors import ConfigurationError, InvalidImport
+from core.errors import ConfigurationError, InvalidImport, StorageError
 from core.models import Alternative, BackendInfo, RunError, RunRequest, RunResult, TokenLogprob, Usage
 from core.store import (
     CSV_COLUMNS,
     MIGRATIONS,
+    DatabaseUrl,
     Experiment,
     PostgresStore,
     SQLiteStore,
@@ -117,6 +122,46 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_defused(store):
     assert [row["text"] for row in rows] == ['\'=HYPERLINK("http://evil.invalid","click")', "'-1 + 2"]
     assert from_json(to_json(experiment)).runs[0].text == formula.text  # the JSON export keeps the text exact
 
+
+def test_every_text_column_of_the_csv_is_defused_and_numbers_stay_numbers():
+    hostile = RunResult(index=0, latency_ms=-5.5, text="+1", error=RunError("@kind", "\tmessage", 500),
+                        finish_reason="=stop", system_fingerprint="-1+1", model="m", request_id="@id",
+                        usage=Usage(-1, 2, 1), retries=0, notice="\rnotice")
+    experiment = Experiment("x", "2025-01-01T00:00:00+00:00", REQUEST, BACKEND, 1, True, (hostile,))
+    [row] = csv.DictReader(io.StringIO(to_csv(experiment), newline=""))
+    assert row == {"index": "0", "ok": "False", "text": "'+1", "error_kind": "'@kind", "error_message": "'\tmessage",
+                   "fingerprint": "'-1+1", "latency_ms": "-5.5", "prompt_tokens": "-1", "completion_tokens": "2",
+                   "total_tokens": "1", "finish_reason": "'=stop", "request_id": "'@id", "retries": "0",
+                   "notice": "'\rnotice"}
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TEXT_COLUMNS = ("text", "error_kind", "error_message", "fingerprint", "finish_reason", "request_id", "notice")
+cell_text = st.one_of(st.none(), st.text(), st.sampled_from(FORMULA_STARTS).flatmap(
+    lambda start: st.text().map(lambda rest: start + rest)))
+numbers = st.integers(min_value=-(2**40), max_value=2**40)
+hostile_runs = st.builds(
+    RunResult, index=st.integers(0, 99), latency_ms=st.floats(allow_nan=False, allow_infinity=False), text=cell_text,
+    error=st.none() | st.builds(RunError, cell_text.filter(bool), st.text(), st.none() | numbers),
+    finish_reason=cell_text, system_fingerprint=cell_text, request_id=cell_text, notice=cell_text,
+    usage=st.none() | st.builds(Usage, numbers, numbers, numbers), retries=numbers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(hostile_runs, max_size=4))
+def test_no_text_cell_of_any_csv_starts_like_a_formula(runs):
+    experiment = Experiment("x", "2025-01-01T00:00:00+00:00", REQUEST, BACKEND, 1, True, tuple(runs))
+    rows = list(csv.DictReader(io.StringIO(to_csv(experiment), newline="")))
+    assert len(rows) == len(runs)
+    for run, row in zip(runs, rows, strict=True):
+        written = {"text": run.text, "error_kind": run.error and run.error.kind,
+                   "error_message": run.error and run.error.message, "fingerprint": run.system_fingerprint,
+                   "finish_reason": run.finish_reason, "request_id": run.request_id, "notice": run.notice}
+        for column in TEXT_COLUMNS:
+            assert not row[column].startswith(FORMULA_STARTS)
+            assert row[column] in (written[column] or "", "'" + (written[column] or ""))
+        for column, number in (("index", run.index), ("latency_ms", run.latency_ms), ("retries", run.retries)):
+            assert float(row[column]) == number  # a negative number is written as a number
 
 def test_list_shows_top_level_items_newest_first_with_their_numbers(store):
     first = saved(store)
@@ -320,7 +365,7 @@ def export(**changes) -> str:
     (export(complete="yes"), "experiment.complete must be true or false, got 'yes'."),
     (export(meta=[]), "experiment.meta must be an object, got []."),
     (export(backend__secret_key="sk-1"), "experiment.backend has an unknown field 'secret_key'."),
-    (export(request__temperature=5), "experiment.request is not valid: temperature 5 is outside 0–2; pick a value "
+    (export(request__temperature=5), "experiment.request is not valid: temperature 5.0 is outside 0–2; pick a value "
                                      "from 0 to 2."),
     (export(request__prompt=" "), "experiment.request is not valid: prompt is empty: type the text the model should "
                                   "answer."),
@@ -345,3 +390,92 @@ def test_an_import_of_another_kind_is_refused(store):
     sweep = store.get(store.create(REQUEST, BACKEND, 4, kind="sweep", meta={"plan": {}}))
     with pytest.raises(InvalidImport, match="experiment.kind must be 'experiment'"):
         from_json(to_json(sweep))
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# Passwords that broke libpq's URL parsing, each with the pieces a misread URL would have shown.
+PASSWORDS = {"hunter2%zz w0rd@s3cr3t": ("hunter2%zz", "w0rd@s3cr3t", "s3cr3t"),
+             "p@ssw0rd%20with space": ("p@ssw0rd", "ssw0rd%20with", "with space"),
+             "%41%42c:d/e?f#g@hhhh": ("%41%42c", "d/e?f#g", "hhhh")}
+
+
+def leaked(password: str, text: str) -> list[str]:
+    """Every form and piece of the password found in `text`."""
+    forms = {password, unquote(password), quote(password, safe=""), *PASSWORDS[password]}
+    return [form for form in forms if form in text]
+
+
+@pytest.mark.parametrize("password", sorted(PASSWORDS))
+@pytest.mark.parametrize("encoded", [False, True])
+@pytest.mark.parametrize("host", ["[bad", "127.0.0.1:{port}", "[::1"])
+def test_a_database_password_is_in_no_message(password, encoded, host):
+    written = quote(password, safe="") if encoded else password
+    url = f"postgresql://alice:{written}@{host.format(port=unused_port())}/app?sslmode=disable"
+    with pytest.raises((ConfigurationError, StorageError)) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert leaked(password, message) == []
+    assert "postgresql://alice:***@" in message and "\n" not in message
+    assert ("Connection refused" in message) == (host == "127.0.0.1:{port}")
+
+
+def test_a_password_in_the_query_is_masked_and_scrubbed_too():
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("postgresql://alice@[bad/app?password=hunter2%25zz%20w0rd")
+    assert str(caught.value) == ('DATABASE_URL postgresql://alice@[bad/app?password=*** cannot be read: end of string '
+                                 'reached when looking for matching "]" in IPv6 host address in URI: '
+                                 '"postgresql://alice@[bad/app?password=***"')
+
+
+def test_a_database_url_is_read_once_into_settings_a_password_and_a_masked_form():
+    url = DatabaseUrl.parse("postgres://alice:p%40ss w@rd@db.example:5433,db2.example/app?sslmode=require")
+    assert url.masked == "postgres://alice:***@db.example:5433,db2.example/app?sslmode=require"
+    assert url.password == "p@ss w@rd"
+    assert url.settings == {"user": "alice", "host": "db.example,db2.example", "port": "5433,", "dbname": "app",
+                            "sslmode": "require"}
+    assert "p@ss" not in repr(url) and url.scrub("auth failed for p%40ss w@rd and p@ss w@rd") == (
+        "auth failed for *** and ***")
+    assert DatabaseUrl.parse("postgresql://postgres@127.0.0.1/db").password is None
+
+
+def test_a_password_libpq_could_not_read_in_a_url_now_connects(postgres_url):
+    with_password = postgres_url.replace("postgres@", "postgres:hunter2%zz w0rd@s3cr3t@", 1)
+    store = PostgresStore(with_password)
+    assert store.database.masked == postgres_url.replace("postgres@", "postgres:***@", 1)
+    assert store.get(store.create(REQUEST, BACKEND, 1)).request == REQUEST
+
+
+def test_a_history_path_that_cannot_be_created_names_the_variable(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigurationError) as caught:
+        open_store(sqlite_path=tmp_path / "a-file" / "history.sqlite3")
+    assert str(caught.value) == (f"The history file {tmp_path}/a-file/history.sqlite3 cannot be used: its folder "
+                                 "cannot be created (File exists); set REPRO_HISTORY_PATH to a file in a folder you "
+                                 "can write.")
+    with pytest.raises(ConfigurationError, match=r"/proc/repro-lab/history.sqlite3 cannot be used: .*REPRO_HISTORY"):
+        open_store(sqlite_path="/proc/repro-lab/history.sqlite3")
+    with pytest.raises(StorageError, match="The history database failed: OperationalError: unable to open"):
+        open_store(sqlite_path="/proc/history.sqlite3")
+
+
+NUL_TEXT = "a\x00b \ufdd0 \ufdd0\ufdd1 \ufdd1\x00"  # NUL, and the characters PostgreSQL's copy escapes it with
+
+
+def test_nul_is_kept_exactly_in_every_text_and_found_by_search(store):
+    backend = dataclasses.replace(BACKEND, model="model\x00x\ufdd0")
+    run = dataclasses.replace(FULL, text=NUL_TEXT, finish_reason="\x00", system_fingerprint=NUL_TEXT,
+                              model=NUL_TEXT, request_id=NUL_TEXT, raw=NUL_TEXT, notice=NUL_TEXT,
+                              error=RunError(NUL_TEXT, NUL_TEXT, 500),
+                              logprobs=(TokenLogprob("\x00", -0.5, (Alternative("\x00\ufdd0", -1.0),)),))
+    experiment_id = store.create(REQUEST, backend, 2, meta={"\x00": NUL_TEXT})
+    store.add_run(experiment_id, run)
+    got = store.get(experiment_id)
+    assert (got.runs, got.backend, got.meta) == ((run,), backend, {"\x00": NUL_TEXT})
+    assert [row.id for row in store.list(search="\x00X\ufdd0")] == [experiment_id]
+    assert [row.fingerprints for row in store.list()] == [(NUL_TEXT,)]
+    assert store.list(search="0x") == []  # "0" would have matched one half of an escaped NUL
