@@ -132,6 +132,16 @@ class Group:
     run_indices: tuple[int, ...]
 
 
+def group_letter(position: int) -> str:
+    """A, B, … Z, AA, AB, …: the name of the group at `position` (0 is the modal group)."""
+    letters = ""
+    position += 1
+    while position:
+        position, rest = divmod(position - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
 def _loose(text: str) -> str:
     """The text without any whitespace and case-folded, like `diff -w -i`."""
     return "".join(text.split()).casefold()
@@ -151,7 +161,8 @@ def group_outputs(results: Iterable[RunResult], *, loose: bool = False) -> list[
     return sorted(groups, key=lambda group: -group.count)
 
 
-def _scores(texts: Sequence[str], tokens_of: Callable[[str], list[str]]) -> np.ndarray:
+def _scores(texts: Sequence[str], tokens_of: Callable[[str], list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """The matrix over runs, and over the distinct texts in order of first appearance."""
     # Identical outputs are common, so each distinct one is scored once; `queries is choices` halves the rest.
     # Tokens become integer ids first: rapidfuzz compares integers without hashing each string again (~2-3x).
     distinct = list(dict.fromkeys(texts))
@@ -160,12 +171,12 @@ def _scores(texts: Sequence[str], tokens_of: Callable[[str], list[str]]) -> np.n
     tokens = [[ids.setdefault(token, len(ids)) for token in tokens_of(text)] for text in distinct]
     scores = cdist(tokens, tokens, scorer=Indel.normalized_similarity, dtype=np.float64, workers=-1)
     order = [position[text] for text in texts]
-    return scores[np.ix_(order, order)]
+    return scores[np.ix_(order, order)], scores
 
 
 def similarity_matrix(texts: Sequence[str]) -> list[list[float]]:
     """Normalised Indel similarity of every pair of token lists: 2 × longest common subsequence / total tokens."""
-    return _scores(texts, tokenize).tolist()
+    return _scores(texts, tokenize)[0].tolist()
 
 
 @dataclass(frozen=True)
@@ -237,6 +248,25 @@ class Comparison:
     """The tokens every successful run starts with; empty below two runs."""
     divergences: dict[int, Divergence | None]
     """Each successful run against the modal output."""
+    group_matrix: tuple[tuple[float, ...], ...] = ()
+    """`group_matrix[i][j]` is the similarity of `groups[i]` and `groups[j]`: the heatmap of a large batch."""
+
+    def letter(self, run: int) -> str | None:
+        """The run's group letter (A = the modal answer), or None for a failed run."""
+        for position, group in enumerate(self.groups):
+            if run in group.run_indices:
+                return group_letter(position)
+        return None
+
+    def fork(self, group: Group) -> Divergence | None:
+        """Where the group's text leaves the shared path: another group's fork from the modal answer; the modal
+        group's, the batch's first fork (None when all runs agree)."""
+        if group is not self.groups[0]:
+            return self.divergences[group.run_indices[0]]
+        if self.summary.all_identical or self.summary.shared_prefix_words is None:
+            return None
+        shared = tokenize(self.shared_prefix)
+        return Divergence(len(shared), self.summary.shared_prefix_words, len(self.shared_prefix))
 
     def default_pair(self) -> tuple[int, int] | None:
         """The modal group's first run and the run least similar to it (earliest on ties); None below two runs."""
@@ -263,7 +293,9 @@ def compare(results: Sequence[RunResult]) -> Comparison:
     parted = [divergence for divergence in by_text.values() if divergence is not None]
     shared = modal_tokens[: min((d.token_index for d in parted), default=len(modal_tokens))] if compared else []
 
-    scores = _scores(texts, tokens.__getitem__)
+    scores, distinct = _scores(texts, tokens.__getitem__)
+    first_seen = {text: k for k, text in enumerate(tokens)}  # `tokens` holds the distinct texts in _scores' order
+    by_group = [first_seen[group.text] for group in groups]
     off_diagonal = scores[~np.eye(n, dtype=bool)]
     upper = np.triu_indices(n, k=1)
     worst = int(np.argmin(scores[upper])) if compared else None
@@ -292,4 +324,23 @@ def compare(results: Sequence[RunResult]) -> Comparison:
         most_dissimilar=(runs[upper[0][worst]], runs[upper[1][worst]]) if worst is not None else None,
         shared_prefix="".join(shared),
         divergences={run: by_text[text] for run, text in zip(runs, texts)},
+        group_matrix=tuple(map(tuple, distinct[np.ix_(by_group, by_group)].tolist())),
     )
+
+
+def verdict(comparison: Comparison) -> str:
+    """The batch in one sentence a room reads from the back: how many agree, and where the others part."""
+    summary = comparison.summary
+    failed = f" ({summary.errors} failed)" if summary.errors else ""
+    if summary.note:
+        return summary.note[0].upper() + summary.note[1:] + failed
+    n = summary.successful
+    if summary.all_identical:
+        return f"{n} of {n} identical — reproducible{failed}"
+    word = f"word {summary.first_divergence_word + 1}"
+    if summary.unique_outputs == n:
+        return f"{n} different answers, they part at {word}{failed}"
+    parting = [run for group in comparison.groups[1:] for run in group.run_indices]
+    who = f"run {parting[0] + 1} parts" if len(parting) == 1 else f"{len(parting)} runs part, the first"
+    return f"{summary.modal_count} of {n} agree; {who} at {word}{failed}"
+

@@ -18,9 +18,11 @@ from core.compare import (
     count_fingerprints,
     diff,
     first_divergence,
+    group_letter,
     group_outputs,
     similarity_matrix,
     tokenize,
+    verdict,
 )
 from core.models import RunError, RunResult
 
@@ -471,3 +473,43 @@ def test_compare_imports_nothing_beyond_the_standard_library_numpy_rapidfuzz_and
     names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     packages = {name.split(".")[0] for name in names}
     assert packages <= {"__future__", "re", "collections", "dataclasses", "typing", "numpy", "rapidfuzz", "core"}
+
+
+def _batch(*texts: str | None) -> list[RunResult]:
+    return [RunResult(index=k, latency_ms=1.0, text=t) if t is not None else
+            RunResult.failed(k, 1.0, RunError("server", "boom")) for k, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize("texts, sentence", [
+    (("a b c",) * 5, "5 of 5 identical — reproducible"),
+    (("a", "b", "c", "d", "e"), "5 different answers, they part at word 1"),
+    (("a b c", "a b c", "a b x", "a b c", "a b c"), "4 of 5 agree; run 3 parts at word 3"),
+    (("a b c", "a x c", "a b c", "a b c", "a b y"), "3 of 5 agree; 2 runs part, the first at word 2"),
+    (("same", "same", None), "2 of 2 identical — reproducible (1 failed)"),
+    (("only",), "One successful run: nothing to compare it with"),
+])
+def test_the_verdict_is_one_sentence_a_room_can_read(texts, sentence):
+    assert verdict(compare(_batch(*texts))) == sentence
+
+
+def test_groups_are_lettered_from_the_modal_answer():
+    comparison = compare(_batch("b", "a", "a", "c", "a", "b", None))
+    assert [comparison.letter(k) for k in range(7)] == ["B", "A", "A", "C", "A", "B", None]
+    assert [group_letter(k) for k in (0, 25, 26, 27, 701, 702)] == ["A", "Z", "AA", "AB", "ZZ", "AAA"]
+
+
+def test_each_group_knows_where_it_leaves_the_shared_path():
+    comparison = compare(_batch("one two three four", "one two three four", "one two six seven", "one five"))
+    modal, second, third = comparison.groups
+    assert comparison.fork(second) == Divergence(token_index=2, word_index=2, char_offset=8)
+    assert comparison.fork(third) == Divergence(token_index=1, word_index=1, char_offset=4)
+    assert comparison.fork(modal) == Divergence(token_index=1, word_index=1, char_offset=4)
+    assert compare(_batch("x y", "x y")).fork(compare(_batch("x y", "x y")).groups[0]) is None
+
+
+def test_the_group_matrix_is_ordered_like_the_groups():
+    comparison = compare(_batch("b b", "a a", "a a", "a b"))
+    assert [g.text for g in comparison.groups] == ["a a", "b b", "a b"]
+    matrix = comparison.group_matrix
+    assert [row[k] for k, row in enumerate(matrix)] == [1.0, 1.0, 1.0]
+    assert matrix[0][1] == 0.0 and matrix[0][2] == matrix[2][0] == 0.5
