@@ -1,0 +1,1 @@
+"""Texts in, numbers out: statistics over batches and the likely causes of their forks."""
