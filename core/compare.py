@@ -142,19 +142,19 @@ def group_letter(position: int) -> str:
     return letters
 
 
-def _loose(text: str) -> str:
+def normalised(text: str) -> str:
     """The text without any whitespace and case-folded, like `diff -w -i`."""
     return "".join(text.split()).casefold()
 
 
 def group_outputs(results: Iterable[RunResult], *, loose: bool = False) -> list[Group]:
-    """Successful runs grouped by identical (or `_loose`) text, most frequent first, ties by lowest run index."""
+    """Successful runs grouped by identical (or `normalised`) text, most frequent first, ties by lowest run index."""
     texts: dict[str, str] = {}
     runs: dict[str, list[int]] = {}
     for result in sorted(results, key=lambda result: result.index):
         if result.ok:
             text = result.text or ""
-            key = _loose(text) if loose else text
+            key = normalised(text) if loose else text
             texts.setdefault(key, text)
             runs.setdefault(key, []).append(result.index)
     groups = [Group(texts[key], len(indices), tuple(indices)) for key, indices in runs.items()]

@@ -19,7 +19,7 @@ from typing import Any
 from core.analysis.answers import Extractor
 from core.analysis.statistics import contrast
 from core.backends import Backend
-from core.compare import _loose, first_divergence, similarity_matrix
+from core.compare import first_divergence, normalised, similarity_matrix
 from core.errors import InvalidRequest, UnknownExperiment
 from core.models import MAX_RUNS, BackendInfo, BatchPlan, RunRequest, RunResult, is_integer
 from core.runner import stream_requests
@@ -61,7 +61,7 @@ class Tolerance:
     def key(self, text: str, extractor: Extractor | None) -> str | None:
         """What two texts must share to agree (for similarity the text itself: similarity is scored, not keyed)."""
         if self.kind == "normalised":
-            return _loose(text)
+            return normalised(text)
         if self.kind == "answer":
             return extractor(text)
         return text

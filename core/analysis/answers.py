@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from core.compare import _loose
+from core.compare import normalised
 from core.errors import InvalidRequest
 
 EXTRACTORS = ("regex:PATTERN", "json:PATH", "last-line", "number", "choice:A-E")
@@ -141,4 +141,4 @@ def is_correct(answer: str | None, expected: str, extractor: Extractor | None) -
     if answer is None:
         return False
     reference = extractor.canonical(expected) if extractor else expected
-    return _loose(answer) == _loose(reference)
+    return normalised(answer) == normalised(reference)
