@@ -54,7 +54,7 @@ def to_json(experiment: Experiment) -> str:
 def from_json(text: str | bytes) -> Experiment:
     """Read a `to_json` export; InvalidImport names what is wrong (not JSON, format, version, a field, a value) and
     refuses what no store could keep or no page could show (see _check_limits) before anything is written."""
-    document = _parse(text)
+    document = parse_document(text)
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise InvalidImport(f"The file is not a Repro Lab experiment export: its format should be {EXPORT_FORMAT!r}.")
     if document.get("version") != EXPORT_VERSION:
@@ -82,7 +82,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
-def _parse(text: str | bytes) -> Any:
+def parse_document(text: str | bytes) -> Any:
     """The JSON document, once its size, encoding and nesting are within bounds; NaN and Infinity are kept as floats
     for _check_limits to refuse with the field's name."""
     if len(text) > MAX_IMPORT_BYTES:
