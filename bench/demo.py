@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.local import LocalBackend  # noqa: E402
+from core.backends.local import LocalBackend  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
 from core.runner import stream_requests, stream_runs  # noqa: E402
 

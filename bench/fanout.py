@@ -19,9 +19,9 @@ import httpx2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.backends import make_backend  # noqa: E402
-from core.config import load_settings  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
 from core.runner import stream_runs  # noqa: E402
+from core.settings import load_settings  # noqa: E402
 from tests.fakeserver import FakeChatServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """Embedded engine benchmark, measured in one run: tokens per second through LocalBackend and the runner versus raw
 llama-cpp-python (same model file, parameters, prompt and threads; rounds interleaved; target ≥ 90 %), then N runs
-decoded as one batch (core/batched.py) versus N single runs, and whether batching changed the text.
+decoded as one batch (core/backends/batched.py) versus N single runs, and whether batching changed the text.
 
 `python bench/local.py [--rounds 10] [--runs 8] [--max-tokens 128]`. The last line is JSON.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.batched import llama_seed  # noqa: E402
-from core.local import LocalBackend  # noqa: E402
+from core.backends.batched import llama_seed  # noqa: E402
+from core.backends.local import LocalBackend  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
 from core.runner import stream_runs  # noqa: E402
 

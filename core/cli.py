@@ -16,14 +16,23 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 
 from core.backends import make_backend
+from core.backends.local import MODES
 from core.compare import Summary, compare
-from core.config import BACKEND_CHOICES, LOCAL_MODES, load_settings, read_sources
 from core.errors import InvalidRequest, ReproError, UnknownExperiment
-from core.history import Recording, load_sweep, record, record_sweep, saved_or_not
+from core.history import (
+    MAX_IMPORT_BYTES,
+    HistoryLocation,
+    from_json,
+    import_experiment,
+    open_store,
+    strict_json,
+    to_csv,
+    to_json,
+)
+from core.history.recorder import Recorder, Recording, load_sweep
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
-from core.runner import stream_runs
-from core.store import MAX_IMPORT_BYTES, from_json, import_experiment, open_store, strict_json, to_csv, to_json
-from core.sweep import CellSummary, SweepPlan, SweepResult, parse_seeds, parse_temperatures, stream_sweep
+from core.settings import backend_choices, load_settings, read_sources
+from core.sweep import CellSummary, SweepPlan, SweepResult, parse_seeds, parse_temperatures
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_BAD_INPUT, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_LIST_LIMIT = 10_000
@@ -63,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-p", type=float, default=1.0)
     run.add_argument("--max-tokens", type=int, default=256)
     run.add_argument("--logprobs", action="store_true", help="ask for log-probabilities with 5 alternatives")
-    run.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help="default: REPRO_BACKEND or auto")
-    run.add_argument("--local-mode", choices=LOCAL_MODES, default=None)
+    run.add_argument("--backend", choices=backend_choices(), default=None, help="default: REPRO_BACKEND or auto")
+    run.add_argument("--local-mode", choices=tuple(MODES), default=None)
     run.add_argument("--concurrency", type=int, default=10)
     run.add_argument("--timeout", type=float, default=None, help="seconds per request (default REPRO_TIMEOUT or 60)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -80,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--runs", type=int, default=5, help="runs per cell")
     sweep.add_argument("--top-p", type=float, default=1.0)
     sweep.add_argument("--max-tokens", type=int, default=256)
-    sweep.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
-    sweep.add_argument("--local-mode", choices=LOCAL_MODES, default=None)
+    sweep.add_argument("--backend", choices=backend_choices(), default=None)
+    sweep.add_argument("--local-mode", choices=tuple(MODES), default=None)
     sweep.add_argument("--concurrency", type=int, default=10)
     sweep.add_argument("--timeout", type=float, default=None)
     sweep.add_argument("--json", action="store_true")
@@ -148,7 +157,7 @@ def _report(request: RunRequest, info: BackendInfo, results: list[RunResult], as
 
 def _store():
     source = read_sources()
-    return open_store(database_url=source.get("DATABASE_URL"), sqlite_path=source.get("REPRO_HISTORY_PATH"))
+    return open_store(HistoryLocation(source.get("DATABASE_URL"), source.get("REPRO_HISTORY_PATH")))
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -166,8 +175,7 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     if not args.json:
         _header(backend.info, request, plan.runs, plan.concurrency)
-    recording = saved_or_not(store, lambda store: record(store, backend, request, plan),
-                             lambda: stream_runs(backend, request, plan))
+    recording = Recorder(store).batch(backend, request, plan)
     with _interruptible(recording, plan.runs):
         results = _print_runs(recording, live=not args.json)
     experiment = recording.experiment_id and {"id": recording.experiment_id, "runs_saved": recording.saved,
@@ -193,8 +201,7 @@ def command_sweep(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{backend.info.label} · {len(plan.temperatures)} temperatures × {len(plan.seeds)} seeds × "
               f"{plan.runs} runs = {plan.total_requests} requests")
-    recording = saved_or_not(store, lambda store: record_sweep(store, backend, base, plan),
-                             lambda: stream_sweep(backend, base, plan))
+    recording = Recorder(store).sweep(backend, base, plan)
     with _interruptible(recording, plan.total_requests):
         result = SweepResult.collect(base, plan, recording)
     summaries = result.summaries()

@@ -15,10 +15,14 @@ import functools
 import json
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from core.models import RunError
+
+class Failure(Protocol):
+    """What a BackendError carries: a core.models.RunError, or anything else with a message to show."""
+
+    @property
+    def message(self) -> str: ...
 
 
 class ReproError(Exception):
@@ -46,7 +50,7 @@ class StorageError(ReproError):
 
 
 class BackendError(ReproError):
-    def __init__(self, error: RunError):
+    def __init__(self, error: Failure):
         super().__init__(error.message)
         self.error = error
 

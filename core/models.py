@@ -14,9 +14,11 @@ from core.errors import InvalidRequest
 
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 MAX_RUNS = 100
+MAX_SWEEP_REQUESTS = 2000
 MAX_PROMPT_CHARS = 32_000
 MAX_TOKENS_LIMIT = 16_384
 MAX_TOP_LOGPROBS = 20
+_NO_SEED_WORDS = ("none", "off", "-", "")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # A str holds a surrogate only unpaired: Python's stand-in for bytes that were not valid UTF-8 (argv, JSON escapes).
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
@@ -35,6 +37,16 @@ def is_integer(value: Any) -> bool:
 def valid_text(text: str) -> str:
     """text with each unpaired surrogate replaced by U+FFFD, so it can be encoded, stored and printed."""
     return _LONE_SURROGATES.sub("\ufffd", text)
+
+
+def parse_seed(text: str) -> int | None:
+    """A seed as people write it: a whole number, or none ("none", "off", "-" or nothing at all)."""
+    if text.strip().lower() in _NO_SEED_WORDS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidRequest(f"seed must be a whole number or 'none', got {text!r}.") from None
 
 
 def _without_negative_zero(value: Any) -> Any:
@@ -104,6 +116,11 @@ class RunRequest:
             raise InvalidRequest(f"logprobs must be true or false, got {self.logprobs!r}.")
         if not is_integer(self.top_logprobs) or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
             raise InvalidRequest(f"top_logprobs must be from 0 to {MAX_TOP_LOGPROBS}, got {self.top_logprobs!r}.")
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages every backend sends: the system prompt (when there is one), then the prompt."""
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return [*system, {"role": "user", "content": self.prompt}]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

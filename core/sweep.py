@@ -15,10 +15,10 @@ from typing import Any
 from core.backends import Backend
 from core.compare import compare
 from core.errors import InvalidRequest
-from core.models import MAX_RUNS, SEED_MAX, SEED_MIN, RunRequest, RunResult, is_integer, is_number
+from core.models import (MAX_RUNS, MAX_SWEEP_REQUESTS, SEED_MAX, SEED_MIN, RunRequest, RunResult, is_integer, is_number,
+                         parse_seed)
 from core.runner import stream_requests
 
-MAX_SWEEP_REQUESTS = 2000
 CHARS_PER_TOKEN = 4
 
 
@@ -43,15 +43,12 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
 
 
 def parse_seeds(text: str) -> tuple[int | None, ...]:
-    """"42, none" → (42, None); "none", "off" and "-" mean no seed."""
+    """"42, none" → (42, None): each seed as core.models.parse_seed reads it."""
     values: list[int | None] = []
     for part in filter(None, (part.strip() for part in text.split(","))):
-        if part.lower() in ("none", "off", "-"):
-            values.append(None)
-            continue
         try:
-            values.append(int(part))
-        except ValueError:
+            values.append(parse_seed(part))
+        except InvalidRequest:
             raise InvalidRequest(f"seeds: {part!r} is not a whole number or 'none'; write them like 42,none.") from None
     return tuple(values)
 

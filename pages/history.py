@@ -6,11 +6,12 @@ import streamlit as st
 from core.compare import compare
 from core.drift import drift
 from core.errors import InvalidImport, InvalidRequest, StorageError, UnknownExperiment
-from core.history import load_sweep, rerun
-from core.store import MAX_IMPORT_BYTES, Experiment, from_json, import_experiment, to_csv, to_json
+from core.backends import provider, providers
+from core.history import MAX_IMPORT_BYTES, Experiment, from_json, import_experiment, to_csv, to_json
+from core.history.recorder import load_sweep, rerun
 from ui.html import md
 from ui.results import live_runs, nothing_sent, run_cards, show_results, verdict
-from ui.sidebar import PROVIDER_NAMES, sidebar
+from ui.sidebar import sidebar
 from ui.sweeps import show_sweep
 
 controls = sidebar()
@@ -60,10 +61,10 @@ def _sweep_cells(row) -> dict:
 def table() -> None:
     filters = st.columns([3, 1])
     search = filters[0].text_input("Search prompts and models", key="history_search")
-    providers = ["all", *PROVIDER_NAMES]
-    provider = filters[1].selectbox("Backend", providers, key="history_provider",
-                                    format_func=lambda p: "All backends" if p == "all" else PROVIDER_NAMES[p])
-    rows = store.list(search=search or None, provider=None if provider == "all" else provider)
+    names = ["all", *(p.name for p in providers())]
+    chosen = filters[1].selectbox("Backend", names, key="history_provider",
+                                    format_func=lambda p: "All backends" if p == "all" else provider(p).title)
+    rows = store.list(search=search or None, provider=None if chosen == "all" else chosen)
     if not rows:
         st.info("Nothing here yet: run an experiment and it is kept here." if not search else "No match.")
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import load_settings
+from core.settings import load_settings
 from tests.fakeserver import FakeChatServer
 
 # postgres_url, db and store: one throwaway PostgreSQL for the session; app_environment, scripted, azure for AppTest

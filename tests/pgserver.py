@@ -23,7 +23,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from core.store import PostgresStore, SQLiteStore
+from core.history.postgres import PostgresStore
+from core.history.sqlite import SQLiteStore
 
 _databases = itertools.count()
 _SERVER_URL = pytest.StashKey[str]()

@@ -9,7 +9,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.access import (
+from core.policy import (
     FORGET_AFTER_S,
     FREE_ATTEMPTS,
     MAX_DELAY_S,

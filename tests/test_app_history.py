@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.models import BackendInfo, RunRequest, RunResult
-from core.store import open_store
+from core.history import HistoryLocation, open_store
 from tests.apptest import APP, app, captions, html, plain
 from tests.scripted import texts
 from tests.test_import_hostile import CORPUS, HOSTILE
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("app_environment")
 
 @pytest.fixture
 def history(tmp_path):
-    return open_store(sqlite_path=str(tmp_path / "history.sqlite3"))
+    return open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3")))
 
 
 def open_history(experiment_id: str | None = None) -> AppTest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import open_store
+from core.history import HistoryLocation, open_store
 from tests.apptest import APP, captions, plain
 
 pytestmark = pytest.mark.usefixtures("app_environment")
@@ -44,7 +44,7 @@ def test_a_sweep_runs_every_cell_and_opens_a_cell(scripted, tmp_path):
     assert list(frame["Cell"]) == ["T=0 · seed 42", "T=0 · no seed", "T=1 · seed 42", "T=1 · no seed"]
     assert list(frame["Unique"]) == [1, 3, 1, 3]
     assert list(frame["Identical rate"]) == [100, 33, 100, 33]
-    [row] = open_store(sqlite_path=str(tmp_path / "history.sqlite3")).list()
+    [row] = open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3"))).list()
     assert (row.kind, row.runs_planned) == ("sweep", 12)
 
 
@@ -81,7 +81,7 @@ def test_a_saved_sweep_opens_in_history(scripted, tmp_path):
     at.multiselect(key="sweep_temperatures").set_value([0.5])
     at.number_input(key="sweep_runs").set_value(2)
     at.button(key="run_sweep").click().run()
-    [row] = open_store(sqlite_path=str(tmp_path / "history.sqlite3")).list()
+    [row] = open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3"))).list()
     history = AppTest.from_file(APP, default_timeout=60)
     history.run()
     history.switch_page("pages/history.py")

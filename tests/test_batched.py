@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from core.batched import BatchedDecoder
+from core.backends.batched import BatchedDecoder
+from core.backends.local import LocalBackend
 from core.errors import InvalidRequest
-from core.local import LocalBackend
 from core.models import BatchPlan, RunRequest
 from core.runner import iter_requests, run_batch
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.models import BackendInfo, RunRequest, RunResult
-from core.store import Experiment, to_json
+from core.history import Experiment, to_json
 
 playwright = pytest.importorskip("playwright.sync_api")
 

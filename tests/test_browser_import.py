@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.models import BackendInfo, RunRequest, RunResult
-from core.store import MAX_TEXT_CHARS, Experiment, SQLiteStore, to_json
+from core.history import Experiment, to_json
+from core.history.archive import MAX_TEXT_CHARS
+from core.history.sqlite import SQLiteStore
 from tests.test_browser import azure_variables, browser, serve_app, settle  # noqa: F401 - two are fixtures
 
 pytestmark = pytest.mark.browser

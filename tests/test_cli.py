@@ -16,7 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from core.models import BackendInfo, RunRequest, RunResult
-from core.store import MAX_IMPORT_BYTES, SQLiteStore
+from core.history import MAX_IMPORT_BYTES
+from core.history.sqlite import SQLiteStore
 from tests.test_import_hostile import HOSTILE
 from tests.test_store import unused_port
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from core.backends import make_backend
-from core.config import load_settings
+from core.settings import load_settings
 from core.errors import ConfigurationError, InvalidRequest
 from core.models import BatchPlan, RunRequest
 
@@ -22,10 +22,11 @@ def settings(env, **kw):
 def test_classic_demo_variables_configure_azure_and_keep_the_key_there():
     s = settings(CLASSIC)
     assert s.resolve() == "azure"
-    assert s.azure_endpoint == "https://res.openai.azure.com/"
-    assert s.azure_deployment == "gpt-4o"
-    assert s.azure_api_key == "azure-key-123456"
-    assert s.openai_api_key is None  # the key belongs to Azure: never sent to api.openai.com
+    azure = s.providers["azure"]
+    assert azure.endpoint == "https://res.openai.azure.com/"
+    assert azure.deployment == "gpt-4o"
+    assert azure.api_key == "azure-key-123456"
+    assert s.providers["openai"].api_key is None  # the key belongs to Azure: never sent to api.openai.com
     assert s.available() == ["azure", "local"]
 
 
@@ -62,8 +63,9 @@ def test_precedence_arguments_over_secrets_over_environment_over_dotenv(tmp_path
     dotenv.write_text("REPRO_LOCAL_MODE=cache\nREPRO_TIMEOUT=11\nCOMPATIBLE_MODEL=from-dotenv\n")
     s = load_settings(environ={"REPRO_TIMEOUT": "22", "COMPATIBLE_MODEL": "from-env"}, dotenv_path=dotenv,
                       secrets={"COMPATIBLE_MODEL": "from-secrets"})
-    assert (s.local_mode, s.timeout_s, s.compatible_model) == ("cache", 22.0, "from-secrets")
-    assert load_settings(environ={}, dotenv_path=dotenv, local_mode="deterministic").local_mode == "deterministic"
+    assert (s.providers["local"].mode, s.timeout_s, s.providers["compatible"].model) == ("cache", 22.0, "from-secrets")
+    overridden = load_settings(environ={}, dotenv_path=dotenv, local_mode="deterministic")
+    assert overridden.providers["local"].mode == "deterministic"
 
 
 def test_repr_never_holds_a_secret():

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from core.backends import make_backend
+from core.backends.local import LocalBackend
 from core.forks import NEAR_TIE, ForkSide, fork_between, fork_side, token_strip
-from core.local import LocalBackend
 from core.models import Alternative, BatchPlan, RunRequest, RunResult, TokenLogprob
 from core.runner import run_batch
 

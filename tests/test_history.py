@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 from core.backends import make_backend
-from core.config import load_settings
+from core.settings import load_settings
 from core.drift import drift
 from core.errors import StorageError, UnknownExperiment
-from core.history import load_sweep, record, record_sweep, rerun, saved_or_not
+from core.history import HistoryLocation, open_store, to_csv, to_json
+from core.history.recorder import Recorder, load_sweep, record, record_sweep, rerun
 from core.models import BatchPlan, RunRequest
-from core.runner import stream_runs
-from core.store import open_store, to_csv, to_json
 from core.sweep import SweepPlan, SweepResult
 from tests.scripted import ScriptedBackend, texts
 
@@ -26,14 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.", seed=42)
 OPEN_STORE = """
 import json, sys
-from core.store import PostgresStore, SQLiteStore
+from core.history.postgres import PostgresStore
+from core.history.sqlite import SQLiteStore
 kind, address, arg = json.loads(sys.argv[1])
 store = {"sqlite": SQLiteStore, "postgres": PostgresStore}[kind](address)
 """
 RECORD_AGAINST_SERVER = OPEN_STORE + """
 from core.backends import make_backend
-from core.config import load_settings
-from core.history import record
+from core.settings import load_settings
+from core.history.recorder import record
 from core.models import BatchPlan, RunRequest
 backend = make_backend(load_settings(environ=arg, dotenv_path=None))
 recording = record(store, backend, RunRequest(prompt="Create a story about red panda.", seed=42), BatchPlan(6, 2))
@@ -42,7 +42,7 @@ for result in recording:
     print(result.index, flush=True)
 """
 RECORD_SCRIPTED = OPEN_STORE + """
-from core.history import record
+from core.history.recorder import record
 from core.models import BatchPlan, RunRequest
 from tests.scripted import ScriptedBackend
 print("ready", flush=True)
@@ -274,18 +274,49 @@ def test_answers_holding_nul_are_saved_exactly_with_the_rest_of_the_batch(db, fa
 def test_a_history_path_that_is_not_a_database_is_a_storage_error(tmp_path):
     (tmp_path / "history.sqlite3").mkdir()
     with pytest.raises(StorageError, match="The history database failed: OperationalError"):
-        open_store(sqlite_path=str(tmp_path / "history.sqlite3"))
+        open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3")))
+
+
+class LockedStore(FailingStore):
+    """A store that cannot start a recording: creating an item fails as a locked database does."""
+
+    def create(self, *args, **kwargs):
+        raise StorageError("The history database failed: OperationalError: database is locked")
 
 
 def test_a_store_that_cannot_start_a_recording_leaves_the_runs_unsaved_and_says_why(store):
-    class Broken(FailingStore):
-        def create(self, *args, **kwargs):
-            raise StorageError("The history database failed: OperationalError: database is locked")
-
     backend, request = ScriptedBackend(texts("a")), RunRequest(prompt="p")
-    recording = saved_or_not(Broken(store, fail_at=1), lambda s: record(s, backend, request, BatchPlan(3, 1)),
-                             lambda: stream_runs(backend, request, BatchPlan(3, 1)))
+    recording = Recorder(LockedStore(store, fail_at=1)).batch(backend, request, BatchPlan(3, 1))
     assert len(list(recording)) == 3
     assert recording.experiment_id is None
     assert recording.save_error == "The history database failed: OperationalError: database is locked"
     assert store.list() == []
+
+
+def test_a_store_that_cannot_start_a_sweep_leaves_it_unsaved_and_says_why(store):
+    plan = SweepPlan(temperatures=(0.0, 1.0), seeds=(7,), runs=1, concurrency=1)
+    recording = Recorder(LockedStore(store, fail_at=1)).sweep(ScriptedBackend(texts("a")), RunRequest(prompt="p"),
+                                                              plan)
+    assert [cell.temperature for cell, _ in recording] == [0.0, 1.0]
+    assert (recording.experiment_id, recording.save_error) == (
+        None, "The history database failed: OperationalError: database is locked")
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("unavailable", [None, "The history is unavailable, so runs are not saved: disk full"])
+def test_without_a_store_the_runs_arrive_unsaved_and_say_why(unavailable):
+    recording = Recorder(None, unavailable).batch(ScriptedBackend(texts("a", "b")), RunRequest(prompt="p"),
+                                                  BatchPlan(2, 1))
+    assert sorted(result.text for result in recording) == ["a", "b"]
+    assert (recording.experiment_id, recording.saved, recording.save_error) == (None, 0, unavailable)
+
+
+def test_a_recorder_with_a_store_records_batches_and_sweeps(store):
+    recorder = Recorder(store, "unused while there is a store")
+    batch = recorder.batch(ScriptedBackend(texts("a")), RunRequest(prompt="p"), BatchPlan(2, 1), process_limit=1)
+    sweep = recorder.sweep(ScriptedBackend(texts("a")), RunRequest(prompt="p"),
+                           SweepPlan(temperatures=(0.0,), seeds=(7,), runs=2, concurrency=1), process_limit=1)
+    assert (len(list(batch)), len(list(sweep))) == (2, 2)
+    assert (batch.save_error, sweep.save_error, batch.saved, sweep.saved) == (None, None, 2, 2)
+    assert {row.id: (row.kind, row.complete) for row in store.list()} == {
+        batch.experiment_id: ("experiment", True), sweep.experiment_id: ("sweep", True)}

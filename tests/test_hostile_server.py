@@ -8,9 +8,9 @@ from urllib.parse import quote
 
 import pytest
 
-from core.config import load_settings
 from core.errors import redact
 from core.models import RunRequest
+from core.settings import load_settings
 from tests.fakeserver import ABSURD_USAGE, BAD_TEXT, FORMULA_FIELDS, FORMULA_TEXTS
 from tests.test_cli import cli
 from tests.test_runner_http import run

@@ -15,16 +15,10 @@ from hypothesis import strategies as st
 
 from core.errors import InvalidImport, StorageError
 from core.models import MAX_RUNS
-from core.store import (
-    MAX_IMPORT_BYTES,
-    MAX_IMPORT_DEPTH,
-    MAX_RAW_CHARS,
-    MAX_TEXT_CHARS,
-    PostgresStore,
-    SQLiteStore,
-    from_json,
-    import_experiment,
-)
+from core.history import MAX_IMPORT_BYTES, from_json, import_experiment
+from core.history.archive import MAX_IMPORT_DEPTH, MAX_RAW_CHARS, MAX_TEXT_CHARS
+from core.history.postgres import PostgresStore
+from core.history.sqlite import SQLiteStore
 from tests import pgserver
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ConfigurationError, InvalidRequest
-from core.limits import Limits, Quota, load_limits
 from core.models import RunRequest
+from core.policy import Limits, Quota
+from core.settings import read_limits
 from core.sweep import SweepPlan
 
 
@@ -19,8 +20,8 @@ class Clock:
 
 
 def test_defaults_and_overrides_from_variables():
-    assert load_limits({}) == Limits()
-    limits = load_limits({"REPRO_MAX_RUNS": "20", "REPRO_GLOBAL_CONCURRENCY": "4", "REPRO_MAX_TOKENS": ""})
+    assert read_limits({}) == Limits()
+    limits = read_limits({"REPRO_MAX_RUNS": "20", "REPRO_GLOBAL_CONCURRENCY": "4", "REPRO_MAX_TOKENS": ""})
     assert (limits.max_runs, limits.global_concurrency, limits.max_tokens) == (20, 4, 1024)
 
 
@@ -31,7 +32,7 @@ def test_defaults_and_overrides_from_variables():
 ])
 def test_bad_limit_variables_are_refused(source, message):
     with pytest.raises(ConfigurationError, match=message):
-        load_limits(source)
+        read_limits(source)
 
 
 def request(**fields) -> RunRequest:

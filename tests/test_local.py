@@ -7,12 +7,12 @@ import asyncio
 import pytest
 
 from core.backends import make_backend
-from core.config import load_settings
+from core.backends.batched import llama_seed
+from core.backends.local import LocalBackend, default_model_path
 from core.errors import ConfigurationError
-from core.batched import llama_seed
-from core.local import LocalBackend, default_model_path
 from core.models import BatchPlan, RunRequest
 from core.runner import run_batch
+from core.settings import load_settings
 
 pytestmark = pytest.mark.model
 

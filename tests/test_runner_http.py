@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from core.backends import make_backend
-from core.config import load_settings
 from core.models import BatchPlan, RunRequest
 from core.runner import iter_runs, run_batch, stream_requests, stream_runs
+from core.settings import load_settings
 
 DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                   temperature=0.1, seed=42, max_tokens=40)
@@ -232,9 +232,9 @@ def test_a_process_wide_cap_holds_across_simultaneous_batches(fake_server, azure
 SIMULTANEOUS_SESSIONS = """
 import sys, threading
 from core.backends import make_backend
-from core.config import load_settings
 from core.models import BatchPlan, RunRequest
 from core.runner import stream_runs
+from core.settings import load_settings
 
 url, key = sys.argv[1], sys.argv[2]
 backend = make_backend(load_settings(environ={"OPENAI_API_BASE": url, "OPENAI_API_VERSION": "2024-06-01",

@@ -16,19 +16,19 @@ from hypothesis import strategies as st
 
 from core.errors import ConfigurationError, InvalidImport, StorageError
 from core.models import Alternative, BackendInfo, RunError, RunRequest, RunResult, TokenLogprob, Usage
-from core.store import (
+from core.history import (
     CSV_COLUMNS,
-    MIGRATIONS,
-    DatabaseUrl,
     Experiment,
-    PostgresStore,
-    SQLiteStore,
+    HistoryLocation,
     from_json,
     import_experiment,
     open_store,
     to_csv,
     to_json,
 )
+from core.history.migrations import MIGRATIONS
+from core.history.postgres import DatabaseUrl, PostgresStore
+from core.history.sqlite import SQLiteStore
 from tests import pgserver
 
 REQUEST = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
@@ -58,7 +58,7 @@ def saved(store, runs=(OK, FAILED, FULL), *, planned=3, finish=True, **extra) ->
 
 def test_every_run_field_is_exercised():
     unset = [f.name for f in dataclasses.fields(RunResult) if getattr(FULL, f.name) == f.default]
-    assert unset == [], "a new RunResult field: store it in core/store.py and set it in FULL"
+    assert unset == [], "a new RunResult field: store it in core/history/sql.py and set it in FULL"
 
 
 def test_round_trip_save_read_export_import(store):
@@ -295,23 +295,32 @@ def test_a_newer_schema_is_refused(db):
         db.open()
 
 
-def test_open_store_follows_arguments_then_environment(monkeypatch, tmp_path, postgres_url):
+def test_open_store_opens_the_location_it_is_given_and_reads_no_environment(monkeypatch, tmp_path, postgres_url):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("REPRO_HISTORY_PATH", raising=False)
-    default = open_store()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@[ignored/db")
+    monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "ignored.sqlite3"))
+    default = open_store(HistoryLocation())
     assert isinstance(default, SQLiteStore)
     assert default.path == tmp_path / "home/.local/share/repro-lab/history.sqlite3"
     assert default.path.exists()
+    assert open_store(HistoryLocation("", "")).path == default.path
 
-    monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "env.sqlite3"))
-    assert open_store().path == tmp_path / "env.sqlite3"
-    assert open_store(sqlite_path=tmp_path / "arg.sqlite3").path == tmp_path / "arg.sqlite3"
+    assert open_store(HistoryLocation(sqlite_path=str(tmp_path / "arg.sqlite3"))).path == tmp_path / "arg.sqlite3"
+    assert isinstance(open_store(HistoryLocation(postgres_url)), PostgresStore)
+    assert isinstance(open_store(HistoryLocation(postgres_url, str(tmp_path / "not.sqlite3"))), PostgresStore)
+    assert not (tmp_path / "ignored.sqlite3").exists() and not (tmp_path / "not.sqlite3").exists()
 
-    monkeypatch.setenv("DATABASE_URL", postgres_url)
-    assert isinstance(open_store(), PostgresStore)
-    assert isinstance(open_store(sqlite_path=tmp_path / "ignored.sqlite3"), PostgresStore)
-    assert isinstance(open_store(database_url=postgres_url), PostgresStore)
+
+def test_a_history_location_shows_its_url_masked_and_names_its_secrets():
+    location = HistoryLocation("postgresql://alice:p%40ss w@rd@db.example/app?sslmode=require", "unused.sqlite3")
+    assert location.masked_url == "postgresql://alice:***@db.example/app?sslmode=require"
+    assert set(location.secrets) == {"p%40ss w@rd", "p@ss w@rd", "p%40ss%20w%40rd"}
+    assert "p@ss" not in repr(location) and "p%40ss" not in repr(location)
+    assert HistoryLocation("postgres://bob@db/app?password=hunter2").masked_url == "postgres://bob@db/app?password=***"
+    assert HistoryLocation("host=db password=hunter2").masked_url == "***"  # not a URL: nothing of it is shown
+    assert HistoryLocation("host=db password=hunter2").secrets == ("host=db password=hunter2",)
+    assert (HistoryLocation().masked_url, HistoryLocation().secrets) == (None, ())
+    assert (HistoryLocation(sqlite_path="h.sqlite3").masked_url, HistoryLocation("").secrets) == (None, ())
 
 
 @pytest.mark.parametrize(("url", "found"), [("postgresql+psycopg://user:hunter2secret@db.example/app",
@@ -319,7 +328,7 @@ def test_open_store_follows_arguments_then_environment(monkeypatch, tmp_path, po
                                            ("host=db.example password=hunter2secret", "")])
 def test_a_database_url_that_is_not_postgres_is_refused_without_echoing_it(url, found):
     with pytest.raises(ConfigurationError) as caught:
-        open_store(url)
+        open_store(HistoryLocation(url))
     assert str(caught.value) == f"DATABASE_URL must be a URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE{found}."
 
 
@@ -417,7 +426,7 @@ def test_a_database_password_is_in_no_message(password, encoded, host):
     written = quote(password, safe="") if encoded else password
     url = f"postgresql://alice:{written}@{host.format(port=unused_port())}/app?sslmode=disable"
     with pytest.raises((ConfigurationError, StorageError)) as caught:
-        open_store(url)
+        open_store(HistoryLocation(url))
     message = str(caught.value)
     assert leaked(password, message) == []
     assert "postgresql://alice:***@" in message and "\n" not in message
@@ -426,7 +435,7 @@ def test_a_database_password_is_in_no_message(password, encoded, host):
 
 def test_a_password_in_the_query_is_masked_and_scrubbed_too():
     with pytest.raises(ConfigurationError) as caught:
-        open_store("postgresql://alice@[bad/app?password=hunter2%25zz%20w0rd")
+        open_store(HistoryLocation("postgresql://alice@[bad/app?password=hunter2%25zz%20w0rd"))
     assert str(caught.value) == ('DATABASE_URL postgresql://alice@[bad/app?password=*** cannot be read: end of string '
                                  'reached when looking for matching "]" in IPv6 host address in URI: '
                                  '"postgresql://alice@[bad/app?password=***"')
@@ -453,14 +462,14 @@ def test_a_password_libpq_could_not_read_in_a_url_now_connects(postgres_url):
 def test_a_history_path_that_cannot_be_created_names_the_variable(tmp_path):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigurationError) as caught:
-        open_store(sqlite_path=tmp_path / "a-file" / "history.sqlite3")
+        open_store(HistoryLocation(sqlite_path=str(tmp_path / "a-file" / "history.sqlite3")))
     assert str(caught.value) == (f"The history file {tmp_path}/a-file/history.sqlite3 cannot be used: its folder "
                                  "cannot be created (File exists); set REPRO_HISTORY_PATH to a file in a folder you "
                                  "can write.")
     with pytest.raises(ConfigurationError, match=r"/proc/repro-lab/history.sqlite3 cannot be used: .*REPRO_HISTORY"):
-        open_store(sqlite_path="/proc/repro-lab/history.sqlite3")
+        open_store(HistoryLocation(sqlite_path="/proc/repro-lab/history.sqlite3"))
     with pytest.raises(StorageError, match="The history database failed: OperationalError: unable to open"):
-        open_store(sqlite_path="/proc/history.sqlite3")
+        open_store(HistoryLocation(sqlite_path="/proc/history.sqlite3"))
 
 
 NUL_TEXT = "a\x00b \ufdd0 \ufdd0\ufdd1 \ufdd1\x00"  # NUL, and the characters PostgreSQL's copy escapes it with

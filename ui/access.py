@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.access import FailureLog, Network, client_identity, parse_trusted_proxies
+from core.policy import FailureLog, Network, client_identity, parse_trusted_proxies
 from core.errors import ConfigurationError
 from ui.html import md
 
@@ -54,7 +54,7 @@ def _passcode(expected: str, visitor: str) -> str:
 
 def _visitor(trusted: Sequence[Network]) -> str:
     """Who is asking, for the quota and the passcode's failure count: the client's address (X-Forwarded-For only
-    from a proxy in REPRO_TRUSTED_PROXIES, see core.access.client_identity)."""
+    from a proxy in REPRO_TRUSTED_PROXIES, see core.policy.client_identity)."""
     # The TCP peer; from a peer on this machine, what Streamlit's server (uvicorn: FORWARDED_ALLOW_IPS, by default
     # 127.0.0.1 and ::1) read from X-Forwarded-For instead.
     peer = st.context.ip_address

@@ -1,4 +1,5 @@
-"""Record a batch into the history while it runs, each run saved the moment it arrives; re-run a saved experiment.
+"""Record a batch or a sweep into the history while it runs, each run saved the moment it arrives; re-run a saved
+experiment; read a saved sweep back. A Recorder starts them, saved when it has a store, unsaved (saying why) when not.
 
 A batch cut off half-way (the iterator closed, the process killed) keeps every run received and stays incomplete.
 """
@@ -9,13 +10,14 @@ import contextlib
 import functools
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from core.backends import Backend
 from core.errors import StorageError, UnknownExperiment
+from core.history.store import Store
 from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import stream_runs
-from core.store import Store
 from core.sweep import Cell, SweepPlan, SweepResult, stream_sweep
 
 T = TypeVar("T")
@@ -62,35 +64,25 @@ class Recording(Generic[T]):
     def close(self) -> None:
         self._results.close()
 
-
-def saved_or_not(store: Store | None, recorded: Callable[[Store], Recording[T]], unsaved: Callable[[], Iterator[T]],
-                 unavailable: str | None = None) -> Recording[T]:
-    """A recording into the history; or, when there is no store (`unavailable` says why) or it fails to start one,
-    the results unsaved, with `save_error` saying why."""
-    error = unavailable
-    if store is not None:
-        try:
-            return recorded(store)
-        except StorageError as exc:
-            error = str(exc)
-    recording = Recording(None, unsaved())
-    recording.save_error = error
-    return recording
+    @classmethod
+    def unsaved(cls, results: Iterator[T], reason: str | None) -> Recording[T]:
+        """The results, saved nowhere; `reason` (None when saving was not wanted) becomes save_error."""
+        recording = cls(None, results)
+        recording.save_error = reason
+        return recording
 
 
-def record(store: Store, backend: Backend, request: RunRequest, plan: BatchPlan, *, kind: str = "experiment",
-           parent_id: str | None = None, rerun_of: str | None = None, meta: dict | None = None,
-           process_limit: int | None = None) -> Recording:
-    """Save a new experiment now, then each run of the batch the moment it arrives; complete once all have."""
-    experiment_id = store.create(request, backend.info, plan.runs, kind=kind, parent_id=parent_id,
-                                 rerun_of=rerun_of, meta=meta)
+def record(store: Store, backend: Backend, request: RunRequest, plan: BatchPlan, *, rerun_of: str | None = None,
+           meta: dict | None = None, process_limit: int | None = None) -> Recording[RunResult]:
+    """stream_runs, saved: a new experiment now, then each run the moment it arrives; complete once all have."""
+    experiment_id = store.create(request, backend.info, plan.runs, rerun_of=rerun_of, meta=meta)
     results = stream_runs(backend, request, plan, process_limit=process_limit)
     return Recording(experiment_id, results, functools.partial(store.add_run, experiment_id),
                      functools.partial(store.finish, experiment_id))
 
 
 def rerun(store: Store, backend: Backend, experiment_id: str, *, concurrency: int,
-          process_limit: int | None = None) -> Recording:
+          process_limit: int | None = None) -> Recording[RunResult]:
     """The saved experiment's request and number of runs again, against `backend`, saved as its re-run."""
     original = store.get(experiment_id)
     if original is None:
@@ -101,8 +93,8 @@ def rerun(store: Store, backend: Backend, experiment_id: str, *, concurrency: in
 
 def record_sweep(store: Store, backend: Backend, base: RunRequest, plan: SweepPlan, *,
                  process_limit: int | None = None) -> Recording[tuple[Cell, RunResult]]:
-    """Save a sweep as one history item (kind "sweep", the plan in its meta) with a child experiment per cell;
-    each run is saved to its cell the moment it arrives, and a cell is complete once all its runs have."""
+    """stream_sweep, saved as one history item (kind "sweep", the plan in its meta) with a child experiment per
+    cell; each run is saved to its cell the moment it arrives, and a cell is complete once all its runs have."""
     sweep_id = store.create(base, backend.info, plan.total_requests, kind="sweep", meta={"plan": plan.to_dict()})
     cells = {cell: store.create(cell.request, backend.info, plan.runs, parent_id=sweep_id, meta={"label": cell.label})
              for cell in plan.cells(base)}
@@ -129,3 +121,35 @@ def load_sweep(store: Store, sweep_id: str) -> SweepResult:
     saved = {(child.request.temperature, child.request.seed): child.runs for child in store.children(sweep_id)}
     return SweepResult(sweep.request, plan, tuple((cell, saved.get((cell.temperature, cell.seed), ()))
                                                    for cell in plan.cells(sweep.request)))
+
+
+@dataclass(frozen=True)
+class Recorder:
+    """Starts batches and sweeps, each recorded into `store` while it runs; without a store (`unavailable` says why,
+    None when saving was not wanted), or when the store cannot start the recording, the same results arrive unsaved
+    and the Recording's save_error says why."""
+
+    store: Store | None
+    unavailable: str | None = None
+
+    def batch(self, backend: Backend, request: RunRequest, plan: BatchPlan, *,
+              process_limit: int | None = None) -> Recording[RunResult]:
+        """`record` the batch, or `stream_runs` it unsaved."""
+        return self._start(record, stream_runs, backend, request, plan, process_limit=process_limit)
+
+    def sweep(self, backend: Backend, base: RunRequest, plan: SweepPlan, *,
+              process_limit: int | None = None) -> Recording[tuple[Cell, RunResult]]:
+        """`record_sweep` the sweep, or `stream_sweep` it unsaved."""
+        return self._start(record_sweep, stream_sweep, backend, base, plan, process_limit=process_limit)
+
+    def _start(self, recorded: Callable[..., Recording[T]], unsaved: Callable[..., Iterator[T]], *args: Any,
+               **options: Any) -> Recording[T]:
+        """`recorded(store, *args)`, or `unsaved(*args)` when there is no store or it fails to start the recording:
+        each recording function takes its unsaved stream's arguments after the store."""
+        reason = self.unavailable
+        if self.store is not None:
+            try:
+                return recorded(self.store, *args, **options)
+            except StorageError as exc:
+                reason = str(exc)
+        return Recording.unsaved(unsaved(*args, **options), reason)

