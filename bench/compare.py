@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.compare import (
+from core.analysis.compare import (
     REFINE_MAX_CHARS,
     REFINE_MIN_SIMILARITY,
     Segment,

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from core.backends import make_backend
 from core.backends.local import MODES
-from core.compare import Summary, compare
+from core.analysis.compare import Summary, compare
 from core.errors import InvalidRequest, ReproError, UnknownExperiment
 from core.history import (
     MAX_IMPORT_BYTES,

@@ -19,13 +19,14 @@ from typing import Any
 from core.analysis.answers import Extractor
 from core.analysis.statistics import contrast
 from core.backends import Backend
-from core.compare import first_divergence, normalised, similarity_matrix
+from core.analysis.compare import first_divergence, normalised, similarity_matrix
 from core.errors import InvalidRequest, UnknownExperiment
 from core.models import MAX_RUNS, BackendInfo, BatchPlan, RunRequest, RunResult, is_integer
 from core.runner import stream_requests
-from core.store import Experiment, Store, _decode, _parse, strict_json
+from core.history import Experiment, Store, strict_json
+from core.history.archive import decode, parse_document
 from core.suite import SuiteRun, load_suite_run, short_label
-from core.sweep import MAX_SWEEP_REQUESTS
+from core.models import MAX_SWEEP_REQUESTS
 
 FORMAT, VERSION = "repro-lab-contract", 1
 HOLDS, DRIFT, NO_ANSWER = 0, 1, 3
@@ -189,7 +190,7 @@ def baseline_from_history(store: Store, item_id: str, tolerance: str = "exact",
 
 def contract_from_json(text: str | bytes) -> Contract:
     """A contract file read back; InvalidImport names the field that is wrong."""
-    return _decode(Contract, _parse(text), "contract")
+    return decode(Contract, parse_document(text), "contract")
 
 
 def load_contract(path: str | Path) -> Contract:

@@ -22,11 +22,12 @@ from core.analysis.answers import Extractor
 from core.analysis.scores import SuiteSummary, summarize_suite
 from core.backends import Backend
 from core.errors import InvalidRequest, UnknownExperiment
-from core.history import Recording
+from core.history import Store
+from core.history.recorder import Recording
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult, is_number
 from core.runner import stream_requests
-from core.store import Store
-from core.sweep import CHARS_PER_TOKEN, MAX_SWEEP_REQUESTS
+from core.models import MAX_SWEEP_REQUESTS
+from core.sweep import CHARS_PER_TOKEN
 
 SUITE_FIELDS = ("name", "prompt", "system", "expected", "extractor")
 LABEL_CHARS = 60
@@ -214,7 +215,7 @@ class SuiteRun:
         return cls(suite, plan, backend, tuple(tuple(sorted(rs, key=lambda r: r.index)) for rs in gathered))
 
     def summary(self) -> SuiteSummary:
-        return summarize_suite(self)
+        return summarize_suite(self.suite.prompts, self.results, self.plan.runs)
 
     def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
         """JSON-ready: the suite, the plan, who answered, each prompt's runs, and the scores."""

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from core.backends import Backend
-from core.compare import compare
+from core.analysis.compare import compare
 from core.errors import InvalidRequest
 from core.models import (MAX_RUNS, MAX_SWEEP_REQUESTS, SEED_MAX, SEED_MIN, RunRequest, RunResult, is_integer, is_number,
                          parse_seed)
@@ -146,7 +146,7 @@ def stream_sweep(backend: Backend, base: RunRequest, plan: SweepPlan,
 
 @dataclass(frozen=True)
 class CellSummary:
-    """One cell in numbers; what compares runs is None below two successful runs, as in `core.compare.Summary`."""
+    """One cell in numbers; what compares runs is None below two successful runs, as in `core.analysis.compare.Summary`."""
 
     temperature: float
     seed: int | None
@@ -167,7 +167,7 @@ class CellSummary:
 
 
 def summarize_sweep(cells_results: Mapping[Cell, Sequence[RunResult]]) -> list[CellSummary]:
-    """`core.compare.compare` on each cell's runs, in the mapping's order."""
+    """`core.analysis.compare.compare` on each cell's runs, in the mapping's order."""
     summaries = []
     for cell, results in cells_results.items():
         summary = compare(results).summary

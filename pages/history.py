@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.compare import compare
-from core.drift import drift
+from core.analysis.compare import compare
+from core.analysis.drift import drift
 from core.errors import InvalidImport, InvalidRequest, StorageError, UnknownExperiment
 from core.backends import provider, providers
 from core.history import MAX_IMPORT_BYTES, Experiment, from_json, import_experiment, to_csv, to_json

@@ -104,7 +104,7 @@ def test_a_fork_nothing_explains_is_unknown_and_says_what_was_ruled_out(fake_ser
 
 @pytest.mark.model
 def test_the_embedded_engine_in_cache_mode_forks_at_the_first_run():
-    from core.local import LocalBackend
+    from core.backends.local import LocalBackend
 
     request = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                          temperature=0.1, seed=42, max_tokens=60)

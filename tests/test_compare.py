@@ -1,4 +1,4 @@
-"""Exact tokens, segments, divergences, groups and numbers from `core.compare` on fixed inputs."""
+"""Exact tokens, segments, divergences, groups and numbers from `core.analysis.compare` on fixed inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.compare import (
+from core.analysis.compare import (
     Divergence,
     Fingerprints,
     Group,
@@ -468,7 +468,7 @@ def test_summary_is_json_ready():
 
 
 def test_compare_imports_nothing_beyond_the_standard_library_numpy_rapidfuzz_and_core():
-    tree = ast.parse((Path(__file__).parents[1] / "core" / "compare.py").read_text(encoding="utf-8"))
+    tree = ast.parse((Path(__file__).parents[1] / "core" / "analysis" / "compare.py").read_text(encoding="utf-8"))
     names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     packages = {name.split(".")[0] for name in names}

@@ -22,9 +22,10 @@ from core.contract import (
     save_contract,
 )
 from core.errors import InvalidImport, InvalidRequest, ReproError
-from core.history import record
+from core.history.recorder import record
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult
-from core.store import Experiment, SQLiteStore
+from core.history import Experiment
+from core.history.sqlite import SQLiteStore
 from core.suite import SuitePlan, parse_suite, record_suite, run_suite
 from tests.scripted import ScriptedBackend, texts
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.drift import Drift, drift
+from core.analysis.drift import Drift, drift
 from core.models import RunError, RunResult
 
 

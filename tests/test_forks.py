@@ -10,7 +10,7 @@ import pytest
 
 from core.backends import make_backend
 from core.backends.local import LocalBackend
-from core.forks import NEAR_TIE, ForkSide, fork_between, fork_side, token_strip
+from core.analysis.forks import NEAR_TIE, ForkSide, fork_between, fork_side, token_strip
 from core.models import Alternative, BatchPlan, RunRequest, RunResult, TokenLogprob
 from core.runner import run_batch
 

@@ -13,7 +13,7 @@ import pytest
 
 from core.backends import make_backend
 from core.settings import load_settings
-from core.drift import drift
+from core.analysis.drift import drift
 from core.errors import StorageError, UnknownExperiment
 from core.history import HistoryLocation, open_store, to_csv, to_json
 from core.history.recorder import Recorder, load_sweep, record, record_sweep, rerun

@@ -18,7 +18,7 @@ from core.analysis.statistics import (
     upper_bound,
     wilson,
 )
-from core.compare import compare
+from core.analysis.compare import compare
 from core.errors import InvalidRequest
 from core.models import RunError, RunResult
 

@@ -13,7 +13,7 @@ from core.analysis.answers import Extractor, answer_of, is_correct
 from core.backends import make_backend
 from core.errors import InvalidRequest, UnknownExperiment
 from core.models import RunError, RunRequest
-from core.store import SQLiteStore
+from core.history.sqlite import SQLiteStore
 from core.suite import SuitePlan, load_suite, load_suite_run, parse_suite, record_suite, run_suite
 from tests.fakeserver import answer_text
 from tests.scripted import ScriptedBackend

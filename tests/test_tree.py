@@ -6,9 +6,9 @@ import math
 import random
 import time
 
-from core.compare import compare, tokenize
+from core.analysis.compare import compare, tokenize
 from core.models import Alternative, RunError, RunResult, TokenLogprob
-from core.tree import Branch, divergence_tree, render_lines
+from core.analysis.tree import Branch, divergence_tree, render_lines
 
 SHARED = " ".join(f"w{k}" for k in range(37)) + " "
 

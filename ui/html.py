@@ -9,8 +9,8 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from core.compare import Segment
-from core.forks import ForkSide
+from core.analysis.compare import Segment
+from core.analysis.forks import ForkSide
 from core.models import RunResult
 
 # overflow-wrap:anywhere, unlike break-word, also narrows what a flex item needs: a long unbroken fingerprint or

@@ -9,10 +9,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.compare import Comparison, Summary, compare, diff
-from core.forks import fork_between, token_strip
+from core.analysis.compare import Comparison, Summary, compare, diff
+from core.analysis.forks import fork_between, token_strip
 from core.models import RunResult
-from core.tree import divergence_tree, render_lines
+from core.analysis.tree import divergence_tree, render_lines
 from ui.html import diff_columns, fork_table, legend, md, run_card, strip_html
 
 CARDS_PER_ROW = 3

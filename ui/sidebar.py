@@ -10,22 +10,19 @@ from dataclasses import asdict, dataclass
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core.backends import Backend, make_backend
-from core.config import Settings, load_settings, read_sources
+from core.backends import Backend, make_backend, provider
+from core.backends.local import MODES, LocalBackend
+from core.settings import Settings, load_settings, read_access, read_history, read_limits, read_sources
 from core.errors import InvalidRequest, ReproError
-from core.history import Recording, record, record_sweep, saved_or_not
-from core.limits import Limits, Quota, load_limits
-from core.local import MODES, LocalBackend
-from core.models import BatchPlan, RunRequest, RunResult
+from core.history import HistoryLocation, Store, open_store
+from core.history.recorder import Recorder, Recording
+from core.models import BatchPlan, RunRequest, RunResult, parse_seed
+from core.policy import Limits, Quota
 from core.runner import stream_runs
-from core.store import Store, open_store
-from core.sweep import Cell, SweepPlan, stream_sweep
+from core.sweep import Cell, SweepPlan
 from ui.access import require_access
 from ui.html import md
 
-PROVIDER_NAMES = {"azure": "Azure OpenAI", "compatible": "OpenAI-compatible server", "openai": "OpenAI",
-                  "local": "Embedded SmolLM2 (offline)"}
-PAID = ("azure", "openai")
 NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this session
 
 
@@ -48,7 +45,7 @@ class Controls:
 
     def request(self, prompt: str, system: str, *, logprobs: bool = False) -> RunRequest:
         """A validated request; raises InvalidRequest naming the bad field."""
-        seed_value = None if self.seed_text is None else _parse_seed(self.seed_text)
+        seed_value = None if self.seed_text is None else parse_seed(self.seed_text)
         return RunRequest(prompt=prompt, system=system, temperature=self.temperature, top_p=self.top_p,
                           max_tokens=self.max_tokens, seed=seed_value, logprobs=logprobs)
 
@@ -65,26 +62,16 @@ class Controls:
         """Send the batch (to the chosen backend, unless another is given) under the cap all sessions of this process
         share, saving each run to the history as it arrives; unsaved, with no experiment id, without a store."""
         backend, limit = backend or self.backend, self.limits.global_concurrency
-        return saved_or_not(self.store, lambda store: record(store, backend, request, plan, process_limit=limit),
-                            lambda: stream_runs(backend, request, plan, process_limit=limit), self.store_error)
+        return Recorder(self.store, self.store_error).batch(backend, request, plan, process_limit=limit)
 
     def sweep(self, base: RunRequest, plan: SweepPlan) -> Recording[tuple[Cell, RunResult]]:
         """Run a sweep like `run` runs a batch: under the shared cap, saved as one history item when there is a store."""
-        limit = self.limits.global_concurrency
-        return saved_or_not(self.store, lambda store: record_sweep(store, self.backend, base, plan, process_limit=limit),
-                            lambda: stream_sweep(self.backend, base, plan, limit), self.store_error)
+        return Recorder(self.store, self.store_error).sweep(self.backend, base, plan,
+                                                            process_limit=self.limits.global_concurrency)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
         return (f"{requests} requests, at most {requests * max_tokens:,} completion tokens · "
                 f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour")
-
-
-def _parse_seed(text: str) -> int | str:
-    """An integer when the text is one; else the text itself, so RunRequest refuses it with its own words."""
-    try:
-        return int(text.strip())
-    except ValueError:
-        return text
 
 
 def _secrets() -> dict:
@@ -115,14 +102,16 @@ def _backend_for(settings: Settings) -> Backend:
 
 
 @st.cache_resource(show_spinner=False)
-def _cached_store(database_url: str | None, sqlite_path: str | None) -> Store:
-    """One store per process (it opens a connection per call, so sessions may share it)."""
-    return open_store(database_url=database_url, sqlite_path=sqlite_path)
+def _cached_store(_location: HistoryLocation, masked: str) -> Store:
+    """One store per location per process (it opens a connection per call, so sessions may share it); keyed by
+    the masked location, so no password is kept as a cache key."""
+    return open_store(_location)
 
 
 def _store(source: dict) -> tuple[Store | None, str | None]:
+    location = read_history(source)
     try:
-        return _cached_store(source.get("DATABASE_URL"), source.get("REPRO_HISTORY_PATH")), None
+        return _cached_store(location, repr((location.masked_url, location.sqlite_path))), None
     except (ReproError, OSError) as exc:
         return None, f"The history is unavailable, so runs are not saved: {exc}"
 
@@ -144,15 +133,8 @@ def _quota_for(identity: str, per_hour: int) -> Quota:
 
 def _backend_box(settings: Settings, backend: Backend) -> None:
     info = backend.info
-    rows = [f"**{PROVIDER_NAMES[info.provider]}**", f"Model: {md(info.model)}"]
-    if info.endpoint_host:
-        rows.append(f"Endpoint: {md(info.endpoint_host)}")
-    if info.api_version:
-        rows.append(f"API version: {md(info.api_version)}")
-    if info.provider != "local":
-        key_set = {"azure": settings.azure_api_key, "openai": settings.openai_api_key,
-                   "compatible": settings.compatible_api_key}[info.provider]
-        rows.append("Key: set" if key_set else "Key: not set")
+    rows = [f"**{provider(info.provider).title}**",
+            *(f"{label}: {md(value)}" for label, value in settings.providers[info.provider].describe())]
     st.markdown("  \n".join(rows))
 
 
@@ -176,27 +158,28 @@ def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
     # An operator who names a backend (REPRO_BACKEND) chooses for the visitors too.
     choices = base.available() if base.backend == "auto" else [base.resolve()]
     default = choices.index(base.resolve())
-    provider = st.selectbox("Answers come from", choices, index=default, key="backend", format_func=PROVIDER_NAMES.get)
-    local_mode = base.local_mode
-    if provider == "local":
+    chosen = st.selectbox("Answers come from", choices, index=default, key="backend",
+                          format_func=lambda name: provider(name).title)
+    local_mode = base.providers["local"].mode
+    if chosen == "local":
         local_mode = st.radio("Engine mode", list(MODES), key="local_mode", horizontal=True,
-                              index=list(MODES).index(base.local_mode),
+                              index=list(MODES).index(local_mode),
                               format_func={"deterministic": "Deterministic", "cache": "Reuse prompt cache"}.get)
         st.caption(MODES[local_mode])
     with st.expander("Advanced"):
         concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
         timeout = st.number_input("Timeout per request (s)", 0.1, 600.0, float(base.timeout_s), step=5.0,
                                   key="timeout")
-    if provider == "local" and base.backend == "auto" and len(choices) == 1:
+    if chosen == "local" and base.backend == "auto" and len(choices) == 1:
         st.info("No remote backend is configured, so the embedded model answers, offline. "
                 "Set OPENAI_API_BASE, OPENAI_API_KEY, OPENAI_API_VERSION and OPENAI_API_DEPLOY "
                 "(in .env or Streamlit secrets) to use Azure OpenAI.")
-    if provider in PAID and not gated:
+    if provider(chosen).paid and not gated:
         st.warning("This instance is open to anyone who can reach it, and it spends a paid backend. "
                    "Set APP_PASSCODE or an [auth] section in the secrets to close it.")
     for note in base.notes():
         st.warning(note)
-    return base.with_overrides(backend=provider, local_mode=local_mode, timeout_s=timeout), concurrency
+    return base.with_overrides(backend=chosen, local_mode=local_mode, timeout_s=timeout), concurrency
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -215,12 +198,12 @@ def sidebar() -> Controls:
     secrets = _secrets()
     source = read_sources(secrets)
     identity = require_access(secrets, source)
-    gated = isinstance(secrets.get("auth"), dict) or bool(source.get("APP_PASSCODE"))
+    gated = read_access(source, secrets).gated
     with st.sidebar:
         st.header("Backend")
         backend, concurrency, limits = None, 10, Limits()
         try:
-            limits = load_limits(source)
+            limits = read_limits(source)
             quota = _quota_for(identity, limits.requests_per_hour)
             settings, concurrency = _choose_backend(load_settings(secrets=secrets), gated)
             backend = _backend_for(settings)

@@ -1,1 +1,1 @@
-"""Texts in, numbers out: statistics over batches and the likely causes of their forks."""
+"""Texts in, numbers out: comparison, divergence trees, forks, drift, statistics, answers and fork causes."""

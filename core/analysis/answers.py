@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from core.compare import normalised
+from core.analysis.compare import normalised
 from core.errors import InvalidRequest
 
 EXTRACTORS = ("regex:PATTERN", "json:PATH", "last-line", "number", "choice:A-E")

@@ -4,7 +4,7 @@ evidence. The first that fits wins, most specific first:
     fingerprint   the runs that differ report a system_fingerprint the agreeing runs never do
     cache         only the batch's first run differs and the rest agree (a cold prompt cache, then a warm one)
     sampling      no seed at a temperature above 0: every run draws its own tokens
-    near-tie      the logprobs at the fork show two candidates closer than core.forks.NEAR_TIE
+    near-tie      the logprobs at the fork show two candidates closer than core.analysis.forks.NEAR_TIE
     unknown       none of these
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from core.compare import Group, group_outputs
-from core.forks import NEAR_TIE, ForkSide, fork_between
+from core.analysis.compare import Group, group_outputs
+from core.analysis.forks import NEAR_TIE, ForkSide, fork_between
 from core.models import RunRequest, RunResult
 
 Cause = Literal["fingerprint", "cache", "sampling", "near-tie", "unknown"]

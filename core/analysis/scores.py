@@ -10,15 +10,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from core.analysis.answers import answer_of, is_correct
+from core.analysis.answers import Extractor, answer_of, is_correct
+from core.analysis.compare import compare
 from core.analysis.statistics import BatchStatistics, Proportion, batch_statistics, wilson
-from core.compare import compare
 from core.models import RunResult
 
-if TYPE_CHECKING:
-    from core.suite import SuitePrompt, SuiteRun
+
+class Scorable(Protocol):
+    """What scoring needs of a suite's prompt (core.suite.SuitePrompt)."""
+
+    label: str
+    expected: str | None
+    extractor: Extractor | None
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class PromptScore:
         return asdict(self) | {"accuracy": self.accuracy, "statistics": self.statistics.to_dict()}
 
 
-def score_prompt(position: int, prompt: SuitePrompt, results: Sequence[RunResult], runs: int) -> PromptScore:
+def score_prompt(position: int, prompt: Scorable, results: Sequence[RunResult], runs: int) -> PromptScore:
     comparison = compare(results)
     ok = [result for result in results if result.ok]
     answers = {result.index: answer_of(result.text, prompt.extractor) for result in ok}
@@ -142,9 +147,9 @@ class SuiteSummary:
                 "accuracy": self.accuracy.to_dict() if self.accuracy else None, "description": self.describe()}
 
 
-def summarize_suite(run: SuiteRun) -> SuiteSummary:
-    runs = run.plan.runs
-    scores = tuple(score_prompt(position, prompt, results, runs)
-                   for position, (prompt, results) in enumerate(zip(run.suite.prompts, run.results, strict=True)))
+def summarize_suite(prompts: Sequence[Scorable], results: Sequence[Sequence[RunResult]], runs: int) -> SuiteSummary:
+    """Each prompt's runs scored, then the suite's TARr@N, TARa@N and accuracy spread."""
+    scores = tuple(score_prompt(position, prompt, prompt_results, runs)
+                   for position, (prompt, prompt_results) in enumerate(zip(prompts, results, strict=True)))
     return SuiteSummary(scores, runs, _share([score.tarr for score in scores]),
                         _share([score.tara for score in scores]), accuracy_spread(scores, runs))

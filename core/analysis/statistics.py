@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from scipy.stats import binomtest, fisher_exact
 
-from core.compare import Comparison, Summary
+from core.analysis.compare import Comparison, Summary
 from core.errors import InvalidRequest
 from core.models import is_number
 

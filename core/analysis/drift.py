@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.compare import count_fingerprints, first_divergence, group_outputs
+from core.analysis.compare import count_fingerprints, first_divergence, group_outputs
 from core.models import RunResult
 
 

@@ -1,6 +1,6 @@
 """The N runs as a tree of shared prefixes: what all runs say, where they split, and how many follow each branch.
 
-Built from `core.compare.tokenize` tokens of the successful runs; near ties at the forks come from their logprobs.
+Built from `core.analysis.compare.tokenize` tokens of the successful runs; near ties at the forks come from their logprobs.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from core.compare import tokenize
-from core.forks import fork_side
+from core.analysis.compare import tokenize
+from core.analysis.forks import fork_side
 from core.models import RunResult
 
 _END = object()  # the "next token" of a run that has ended
