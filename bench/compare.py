@@ -19,15 +19,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.analysis.compare import (
+from core.analysis.compare import compare, count_fingerprints, group_outputs  # noqa: E402
+from core.analysis.diff import (  # noqa: E402
     REFINE_MAX_CHARS,
     REFINE_MIN_SIMILARITY,
     Segment,
-    compare,
-    count_fingerprints,
     diff,
     first_divergence,
-    group_outputs,
     tokenize,
 )
 from core.models import RunResult

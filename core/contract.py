@@ -19,7 +19,8 @@ from typing import Any
 from core.analysis.answers import Extractor
 from core.analysis.statistics import contrast
 from core.backends import Backend
-from core.analysis.compare import first_divergence, normalised, similarity_matrix
+from core.analysis.compare import normalised, similarity_matrix
+from core.analysis.diff import first_divergence
 from core.errors import InvalidRequest, UnknownExperiment
 from core.models import MAX_RUNS, BackendInfo, BatchPlan, RunRequest, RunResult, is_integer
 from core.runner import stream_requests

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core.analysis.compare import compare, diff
+from core.analysis.compare import compare
+from core.analysis.diff import diff
 from core.errors import InvalidRequest
 from core.models import RunResult
 from ui.html import diff_columns, legend, md

@@ -10,20 +10,16 @@ from pathlib import Path
 import pytest
 
 from core.analysis.compare import (
-    Divergence,
     Fingerprints,
     Group,
-    Segment,
     compare,
     count_fingerprints,
-    diff,
-    first_divergence,
     group_letter,
     group_outputs,
     similarity_matrix,
-    tokenize,
     verdict,
 )
+from core.analysis.diff import Divergence, Segment, diff, first_divergence, tokenize
 from core.models import RunError, RunResult
 
 FOX = "The quick brown fox jumps over the lazy dog."
@@ -467,8 +463,9 @@ def test_summary_is_json_ready():
     assert json.loads(json.dumps(compare(BATCH).summary.to_dict())) == compare(BATCH).summary.to_dict()
 
 
-def test_compare_imports_nothing_beyond_the_standard_library_numpy_rapidfuzz_and_core():
-    tree = ast.parse((Path(__file__).parents[1] / "core" / "analysis" / "compare.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", ["compare.py", "diff.py"])
+def test_compare_imports_nothing_beyond_the_standard_library_numpy_rapidfuzz_and_core(module):
+    tree = ast.parse((Path(__file__).parents[1] / "core" / "analysis" / module).read_text(encoding="utf-8"))
     names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     packages = {name.split(".")[0] for name in names}

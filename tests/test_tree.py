@@ -6,7 +6,8 @@ import math
 import random
 import time
 
-from core.analysis.compare import compare, tokenize
+from core.analysis.compare import compare
+from core.analysis.diff import tokenize
 from core.models import Alternative, RunError, RunResult, TokenLogprob
 from core.analysis.tree import Branch, divergence_tree, render_lines
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from core.analysis.compare import Segment
+from core.analysis.diff import Segment
 from core.analysis.forks import ForkSide
 from core.models import RunResult
 

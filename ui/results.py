@@ -9,7 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.analysis.compare import Comparison, Summary, compare, diff
+from core.analysis.compare import Comparison, Summary, compare
+from core.analysis.diff import diff
 from core.analysis.forks import fork_between, token_strip
 from core.models import RunResult
 from core.analysis.tree import divergence_tree, render_lines

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.analysis.compare import count_fingerprints, first_divergence, group_outputs
+from core.analysis.compare import count_fingerprints, group_outputs
+from core.analysis.diff import first_divergence
 from core.models import RunResult
 
 

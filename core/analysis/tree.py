@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from core.analysis.compare import tokenize
+from core.analysis.diff import tokenize
 from core.analysis.forks import fork_side
 from core.models import RunResult
 
