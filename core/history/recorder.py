@@ -135,15 +135,15 @@ class Recorder:
     def batch(self, backend: Backend, request: RunRequest, plan: BatchPlan, *,
               process_limit: int | None = None) -> Recording[RunResult]:
         """`record` the batch, or `stream_runs` it unsaved."""
-        return self._start(record, stream_runs, backend, request, plan, process_limit=process_limit)
+        return self.start(record, stream_runs, backend, request, plan, process_limit=process_limit)
 
     def sweep(self, backend: Backend, base: RunRequest, plan: SweepPlan, *,
               process_limit: int | None = None) -> Recording[tuple[Cell, RunResult]]:
         """`record_sweep` the sweep, or `stream_sweep` it unsaved."""
-        return self._start(record_sweep, stream_sweep, backend, base, plan, process_limit=process_limit)
+        return self.start(record_sweep, stream_sweep, backend, base, plan, process_limit=process_limit)
 
-    def _start(self, recorded: Callable[..., Recording[T]], unsaved: Callable[..., Iterator[T]], *args: Any,
-               **options: Any) -> Recording[T]:
+    def start(self, recorded: Callable[..., Recording[T]], unsaved: Callable[..., Iterator[T]], *args: Any,
+              **options: Any) -> Recording[T]:
         """`recorded(store, *args)`, or `unsaved(*args)` when there is no store or it fails to start the recording:
         each recording function takes its unsaved stream's arguments after the store."""
         reason = self.unavailable
