@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.results import arrive_on
 from ui.sidebar import NAVIGATED
 
 st.set_page_config(page_title="Repro Lab", page_icon=":material/difference:", layout="wide")
@@ -12,4 +13,5 @@ page = st.navigation([
     st.Page("pages/history.py", title="History", icon=":material/history:", url_path="history"),
 ])
 st.session_state[NAVIGATED] = True
+arrive_on(page.title)
 page.run()  # each page draws the shared sidebar itself: AppTest reruns a page without this script

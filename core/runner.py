@@ -11,25 +11,54 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from core.backends import Backend
 from core.errors import BackendError
 from core.models import BatchPlan, RunError, RunRequest, RunResult
 
+T = TypeVar("T")
+
 
 async def _one(backend: Backend, request: RunRequest, index: int, gate: asyncio.Semaphore,
                shared_gate: asyncio.Semaphore | None) -> RunResult:
-    async with gate, shared_gate or contextlib.nullcontext():
-        started = time.perf_counter()
-        try:
-            completion = await backend.complete(request)
-        except BackendError as exc:
-            return RunResult.failed(index, _elapsed_ms(started), exc.error)
-        except Exception as exc:  # noqa: BLE001 - one broken run must not take the batch down
-            error = RunError("unexpected", f"{type(exc).__name__}: {exc}")
-            return RunResult.failed(index, _elapsed_ms(started), error)
-        return RunResult.succeeded(index, _elapsed_ms(started), completion)
+    attempt = functools.partial(_attempt, backend, request, index)
+    async with gate:
+        return await (_holding_a_slot(shared_gate, attempt) if shared_gate else attempt())
+
+
+async def _attempt(backend: Backend, request: RunRequest, index: int) -> RunResult:
+    started = time.perf_counter()
+    try:
+        completion = await backend.complete(request)
+    except BackendError as exc:
+        return RunResult.failed(index, _elapsed_ms(started), exc.error)
+    except Exception as exc:  # noqa: BLE001 - one broken run must not take the batch down
+        error = RunError("unexpected", f"{type(exc).__name__}: {exc}")
+        return RunResult.failed(index, _elapsed_ms(started), error)
+    return RunResult.succeeded(index, _elapsed_ms(started), completion)
+
+
+_slot_holders: set[asyncio.Task] = set()  # held here, as the loop keeps only weak references to running tasks
+
+
+async def _holding_a_slot(shared_gate: asyncio.Semaphore, attempt: Callable[[], Awaitable[RunResult]]) -> RunResult:
+    """The attempt, holding one slot of the cap all batches share until its request has really ended.
+
+    If the batch is cancelled, the request is not: cutting the connection would free the slot while the server
+    still works on the request, so a new batch could push the server over the cap. It runs on, shielded, its
+    result discarded, and gives the slot back when it ends (bounded by the backend's timeout and retries)."""
+    await shared_gate.acquire()
+    task = asyncio.ensure_future(attempt())
+    _slot_holders.add(task)
+    task.add_done_callback(functools.partial(_give_back, shared_gate))
+    return await asyncio.shield(task)
+
+
+def _give_back(shared_gate: asyncio.Semaphore, task: asyncio.Task) -> None:
+    _slot_holders.discard(task)
+    shared_gate.release()
 
 
 def _elapsed_ms(started: float) -> float:
@@ -128,3 +157,55 @@ def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan,
                 process_limit: int | None = None) -> Iterator[RunResult]:
     """N identical requests, for synchronous callers."""
     return stream_requests(backend, [request] * plan.runs, plan.concurrency, process_limit)
+
+
+class Relay(Generic[T]):
+    """Sources of results, opened and drained one after the other in a thread of their own, every item kept.
+
+    A caller that may be stopped and replaced half-way (a Streamlit script run, at the visitor's next click) follows
+    what has arrived with `wait` without owning the iterators, so nothing is sent twice. `cancel` closes the
+    source being drained once its next item arrives (closing cancels its requests) and opens no more.
+    """
+
+    def __init__(self, sources: Sequence[Callable[[], Iterator[T]]]):
+        self.arrived: list[list[T]] = [[] for _ in sources]
+        self.opened: list[Iterator[T] | None] = [None] * len(sources)
+        self.error: BaseException | None = None  # raised by a source: the relay stopped there
+        self._finished_sources = 0
+        self._cancelled = threading.Event()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._drain, args=(sources,), name="repro-relay", daemon=True).start()
+
+    def _drain(self, sources: Sequence[Callable[[], Iterator[T]]]) -> None:
+        try:
+            for k, source in enumerate(sources):
+                if self._cancelled.is_set():
+                    break
+                self.opened[k] = source()
+                with contextlib.closing(self.opened[k]):
+                    for item in self.opened[k]:
+                        self._update(lambda: self.arrived[k].append(item))
+                        if self._cancelled.is_set():
+                            break
+                self._update(lambda: None, finished_sources=k + 1)
+        except BaseException as exc:  # noqa: BLE001 - kept for the follower, who raises it where it can be seen
+            self.error = exc
+        finally:
+            self._update(lambda: None, finished_sources=len(sources))
+
+    def _update(self, change: Callable[[], None], finished_sources: int | None = None) -> None:
+        with self._changed:
+            change()
+            if finished_sources is not None:
+                self._finished_sources = finished_sources
+            self._changed.notify_all()
+
+    def wait(self, source: int, seen: int, timeout: float) -> tuple[list[T], bool]:
+        """The items of source `source` so far and whether it is done, once it has more than `seen`, is done, or
+        `timeout` seconds have passed."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.arrived[source]) > seen or self._finished_sources > source, timeout)
+            return list(self.arrived[source]), self._finished_sources > source
+
+    def cancel(self) -> None:
+        self._cancelled.set()

@@ -1,10 +1,13 @@
 """Experiment: N identical requests, live run cards, then where and how much the answers diverge."""
 
+import functools
+
 import streamlit as st
 
 from core.errors import InvalidRequest
 from ui.prompts import prompt_box
-from ui.results import live_runs, nothing_sent, run_cards, saved_caption, show_results
+from ui.results import (LiveBatch, click_refused, follow_job, job_running, nothing_sent, run_cards, saved_caption,
+                        show_results, start_job)
 from ui.sidebar import sidebar
 
 controls = sidebar()
@@ -20,17 +23,21 @@ logprobs = buttons[1].toggle("Log-probabilities (top 5)", key="logprobs",
                                   "is much slower with them.")
 cost = st.empty()  # filled last, so the quota it shows counts this run too
 
-if clicked:
+if clicked and job_running():
+    click_refused()
+elif clicked:
     try:
         request, plan = controls.request(prompt, system, logprobs=logprobs), controls.plan()
         controls.admit(request, plan.runs)
     except InvalidRequest as exc:
         nothing_sent(exc)
     else:
-        recording = controls.run(request, plan)
-        st.session_state["experiment_results"] = live_runs(recording, plan.runs)
-        st.session_state["experiment_saved"] = (recording.experiment_id, recording.save_error)
-        st.session_state["experiment_count"] = st.session_state.get("experiment_count", 0) + 1
+        start_job("experiment", [LiveBatch("", plan.runs, functools.partial(controls.run, request, plan))])
+if job_running("experiment"):
+    [batch] = follow_job("experiment")
+    st.session_state["experiment_results"] = batch.results
+    st.session_state["experiment_saved"] = (batch.recording.experiment_id, batch.recording.save_error)
+    st.session_state["experiment_count"] = st.session_state.get("experiment_count", 0) + 1
 elif "experiment_results" in st.session_state:
     run_cards(st.session_state["experiment_results"])
 

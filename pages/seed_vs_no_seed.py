@@ -1,5 +1,6 @@
 """Seed vs no seed: the classic demo in one click, both scenarios with the same parameters, side by side."""
 
+import functools
 from dataclasses import replace
 
 import streamlit as st
@@ -10,7 +11,7 @@ from core.errors import InvalidRequest
 from core.models import RunResult
 from ui.html import diff_columns, legend, md
 from ui.prompts import prompt_box
-from ui.results import live_runs, nothing_sent, run_cards, verdict
+from ui.results import LiveBatch, click_refused, follow_job, job_running, nothing_sent, run_cards, start_job, verdict
 from ui.sidebar import local_backend, sidebar
 
 MODES_WHY = ("In *reuse prompt cache* mode the engine keeps the evaluated prompt, as a busy server would. The first "
@@ -41,17 +42,10 @@ def scenario(title: str, results: list[RunResult]) -> None:
         run_cards(results, per_row=1)
 
 
-def run_pair(state_key: str, batches, plan, slots) -> None:
-    """Two batches, one after the other, each live in its column; (title, request, backend or None) each."""
-    results = {}
-    for slot, (title, request, backend) in zip(slots, batches):
-        with slot.container():
-            st.subheader(title)
-            results[title] = live_runs(controls.run(request, plan, backend), plan.runs, per_row=2)
-    st.session_state[state_key] = results
-
-
 def show_pair(state_key: str, slots, why: str) -> None:
+    """The pair sent under `state_key`: live in its two columns while it runs, then both verdicts."""
+    if job_running(state_key):
+        st.session_state[state_key] = {batch.title: batch.results for batch in follow_job(state_key, slots, per_row=2)}
     if state_key in st.session_state:
         for slot, (title, results) in zip(slots, st.session_state[state_key].items()):
             with slot.container():
@@ -61,6 +55,7 @@ def show_pair(state_key: str, slots, why: str) -> None:
 
 
 controls = sidebar()
+busy = job_running()  # asked before this run shows the job to its end
 st.title("Seed vs no seed")
 st.caption("N requests without a seed and N with one, everything else equal.")
 system, prompt = prompt_box("seed")
@@ -68,7 +63,9 @@ clicked = st.button("Run both", type="primary", key="run_both", icon=":material/
                     disabled=controls.backend is None)
 cost = st.empty()  # filled last, so the quota it shows counts this run too
 seed_slots = [column.empty() for column in st.columns(2)]
-if clicked:
+if clicked and busy:
+    click_refused()
+elif clicked:
     try:
         with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         without_seed = replace(controls, seed_text=None).request(prompt, system)
@@ -77,8 +74,9 @@ if clicked:
     except InvalidRequest as exc:
         nothing_sent(exc)
     else:
-        run_pair("seed_scenarios", (("Without a seed", without_seed, None),
-                                    (f"With seed {with_seed.seed}", with_seed, None)), plan, seed_slots)
+        start_job("seed_scenarios", [
+            LiveBatch("Without a seed", plan.runs, functools.partial(controls.run, without_seed, plan)),
+            LiveBatch(f"With seed {with_seed.seed}", plan.runs, functools.partial(controls.run, with_seed, plan))])
 show_pair("seed_scenarios", seed_slots, WHY)
 
 st.divider()
@@ -87,7 +85,9 @@ st.caption("The same seeded request to the embedded model, N times in each mode:
            "only “almost always” reproducible on a real server. Offline, always available.")
 clicked_modes = st.button("Run both modes", key="run_modes", icon=":material/play_arrow:")
 mode_slots = [column.empty() for column in st.columns(2)]
-if clicked_modes:
+if clicked_modes and busy:
+    click_refused()
+elif clicked_modes:
     try:
         request = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
         plan = controls.plan()
@@ -97,8 +97,9 @@ if clicked_modes:
     else:
         deterministic, cache = local_backend("deterministic"), local_backend("cache")
         cache.forget()  # start cold, as the first request to a freshly started server
-        run_pair("engine_modes", (("Deterministic", request, deterministic), ("Reuse prompt cache", request, cache)),
-                 plan, mode_slots)
+        start_job("engine_modes", [
+            LiveBatch("Deterministic", plan.runs, functools.partial(controls.run, request, plan, deterministic)),
+            LiveBatch("Reuse prompt cache", plan.runs, functools.partial(controls.run, request, plan, cache))])
 show_pair("engine_modes", mode_slots, MODES_WHY)
 
 cost.caption("Both scenarios: " + controls.cost_line(2 * controls.runs, controls.max_tokens))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 from streamlit.testing.v1 import AppTest
+
+import ui.results
 
 from core.models import RunError
 from tests.apptest import APP, app, captions, html, metrics, plain
+from ui.prompts import CLASSIC, PRESETS, box_keys
 from tests.scripted import by_seed, texts
 
 pytestmark = pytest.mark.usefixtures("app_environment")
@@ -15,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("app_environment")
 def test_experiment_page_starts_with_the_classic_demo(scripted):
     scripted(texts("x"))
     at = app()
-    assert at.text_area(key="experiment_system").value == "You always produce 3-sentence answers."
-    assert at.text_area(key="experiment_prompt").value == "Create a story about red panda."
+    assert at.text_area(key="experiment_system_0").value == "You always produce 3-sentence answers."
+    assert at.text_area(key="experiment_prompt_0").value == "Create a story about red panda."
     assert at.slider(key="temperature").value == 0.1
     assert at.text_input(key="seed").value == "42"
     assert at.toggle(key="use_seed").value is True
@@ -28,8 +35,34 @@ def test_a_preset_fills_both_prompts(scripted):
     scripted(texts("x"))
     at = app()
     at.pills(key="experiment_preset").set_value("Factual question").run()
-    assert at.text_area(key="experiment_prompt").value == "What causes the seasons on Earth?"
-    assert at.text_area(key="experiment_system").value == "You answer precisely and briefly."
+    system_key, prompt_key = box_keys("experiment", "Factual question")
+    assert at.text_area(key=prompt_key).value == "What causes the seasons on Earth?"
+    assert at.text_area(key=system_key).value == "You answer precisely and briefly."
+
+
+def test_edits_stay_under_their_preset_and_going_back_starts_from_the_preset_text(scripted):
+    backend = scripted(texts("x"))
+    at = app()
+    at.pills(key="experiment_preset").set_value("Long answer").run()
+    at.text_area(key=box_keys("experiment", "Long answer")[1]).set_value("My own question?").run()
+    at.button(key="run").click().run()
+    assert {r.prompt for r in backend.calls} == {"My own question?"}
+    at.pills(key="experiment_preset").set_value("Story (classic demo)").run()
+    assert at.text_area(key=box_keys("experiment")[1]).value == CLASSIC[1]
+
+
+def test_each_prompt_box_carries_its_text_in_the_element_itself(scripted):
+    """Regression: the defaults were written to the session state and the boxes sent with an empty default, so a
+    browser that drew a box again from its element (a dozen sessions opening at once) showed an empty prompt."""
+    scripted(texts("x"))
+    at = app()
+    for _ in range(2):  # the first run and a rerun alike
+        system, prompt = (at.text_area(key=k) for k in box_keys("experiment"))
+        assert (system.proto.default, prompt.proto.default) == CLASSIC
+        at.run()
+    at.pills(key="experiment_preset").set_value("Small coding task").run()
+    system, prompt = (at.text_area(key=k) for k in box_keys("experiment", "Small coding task"))
+    assert (system.proto.default, prompt.proto.default) == PRESETS["Small coding task"]
 
 
 def test_a_run_shows_cards_headline_groups_and_the_diff(scripted):
@@ -72,7 +105,7 @@ def test_all_identical_is_announced_as_good_news(scripted):
 
 
 @pytest.mark.parametrize("widget, value, message", [
-    ("experiment_prompt", "   ", "prompt is empty"),
+    ("experiment_prompt_0", "   ", "prompt is empty"),
     ("seed", "forty-two", "seed must be a whole number"),
     ("seed", str(2**63), "signed 64-bit"),
 ])
@@ -285,7 +318,7 @@ def test_a_prompt_over_the_configured_size_is_refused(scripted, monkeypatch):
     backend = scripted(texts("x"))
     monkeypatch.setenv("REPRO_MAX_PROMPT_CHARS", "20")
     at = app()
-    at.text_area(key="experiment_prompt").set_value("A prompt of more than twenty characters.")
+    at.text_area(key="experiment_prompt_0").set_value("A prompt of more than twenty characters.")
     at.button(key="run").click().run()
     assert backend.calls == []
     assert "this instance allows 20 (REPRO_MAX_PROMPT_CHARS)" in plain(at.error[0].value)
@@ -353,3 +386,82 @@ def test_a_misconfigured_backend_is_named_and_nothing_can_be_sent(monkeypatch):
     at = app()
     assert "The compatible backend needs COMPATIBLE_BASE_URL, COMPATIBLE_MODEL" in plain(at.sidebar.error[0].value)
     assert at.button(key="run").disabled
+
+
+def interrupt_at_the_first_card(monkeypatch, exception: BaseException, *, visitor_still_here: bool = True) -> None:
+    """What Streamlit does when the visitor clicks again (or leaves) while a batch runs: it stops the script run at
+    its next drawing call, here the first run card. By default (runner.fastReruns) it stops the run with
+    StopException and starts a new one for the click; without fast reruns it raises RerunException instead."""
+    draw = ui.results.run_card
+    interrupted = []
+
+    def card_or_interruption(result):
+        if not interrupted:
+            interrupted.append(result)
+            raise exception
+        return draw(result)
+
+    monkeypatch.setattr(ui.results, "run_card", card_or_interruption)
+    monkeypatch.setattr(ui.results, "_visitor_still_here", lambda: visitor_still_here)
+
+
+def clicked_again(at: AppTest, button: str) -> RerunException:
+    """The rerun a second click on `button` asks for: this page again, every widget as it is, the button pressed."""
+    at.button(key=button).click()
+    return RerunException(RerunData(widget_states=at._tree.get_widget_states(),
+                                    page_script_hash=at._finished_page_script_hash))
+
+
+def test_a_click_while_the_batch_runs_sends_no_second_batch_and_counts_no_quota(scripted, monkeypatch):
+    """Regression: the second click cancelled the batch and sent a new one, counting the quota again each time."""
+    backend = scripted(texts("Same words."))
+    at = app()
+    interrupt_at_the_first_card(monkeypatch, StopException())
+    at.button(key="run").click().run()  # the first click's run, stopped by the second click…
+    at.button(key="run").click().run()  # …whose run finds the batch still on its way
+    assert not at.exception
+    assert len(backend.calls) == 5
+    assert "this click sent nothing and took nothing from your quota" in plain(at.warning[0].value)
+    assert html(at).count('class="rl-card"') == 5
+    assert plain(at.success[0].value).startswith("All 5 runs are byte-identical.")
+    assert any("595 of 600 requests left this hour" in c for c in captions(at))
+
+
+def test_without_fast_reruns_the_rerun_goes_on_showing_the_same_batch(scripted, monkeypatch):
+    backend = scripted(texts("Same words."))
+    at = app()
+    interrupt_at_the_first_card(monkeypatch, clicked_again(at, "run"))
+    at.run()
+    assert not at.exception
+    assert len(backend.calls) == 5
+    assert "this click sent nothing" in plain(at.warning[0].value)
+    assert html(at).count('class="rl-card"') == 5
+
+
+def test_a_second_run_both_while_the_pair_runs_sends_nothing_more(scripted, monkeypatch):
+    backend = scripted(by_seed)
+    at = app("pages/seed_vs_no_seed.py")
+    at.slider(key="runs").set_value(3)
+    interrupt_at_the_first_card(monkeypatch, StopException())
+    at.button(key="run_both").click().run()
+    at.button(key="run_both").click().run()
+    assert not at.exception
+    assert len(backend.calls) == 6
+    assert [h.value for h in at.subheader] == ["Without a seed", "With seed 42"]
+    assert any("this click sent nothing" in plain(w.value) for w in at.main.warning)
+    assert any("594 of 600 requests left this hour" in c for c in captions(at))
+
+
+def test_a_visitor_leaving_mid_batch_cancels_it_and_the_next_click_runs(azure, monkeypatch):
+    azure.latency_s = 0.3
+    at = app()
+    at.slider(key="runs").set_value(10)
+    at.slider(key="concurrency").set_value(2)
+    interrupt_at_the_first_card(monkeypatch, StopException(), visitor_still_here=False)
+    at.button(key="run").click().run()
+    time.sleep(0.9)
+    assert len(azure.received) <= 5  # the first two, those started as they ended, one more before the cancel
+    at.slider(key="runs").set_value(2)
+    at.button(key="run").click().run()
+    assert not at.main.warning
+    assert html(at).count('class="rl-card"') == 2

@@ -16,6 +16,7 @@ import pytest
 
 from core.models import BackendInfo, RunRequest, RunResult
 from core.history import Experiment, to_json
+from ui.prompts import CLASSIC
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -218,6 +219,47 @@ def test_history_imports_an_export_and_opens_it_by_link(fake_server, app_url, br
     again.screenshot(path=ARTIFACTS / "history.png", full_page=True)
     assert fake_server.api_key not in again.content()
     again.close()
+
+
+def test_a_second_click_while_the_batch_runs_sends_nothing_more(fake_server, app_url, browser):
+    """Regression: Streamlit stops the script run at the next click and starts another; the batch went with the
+    stopped run (its requests cancelled, the quota counted again) and the new run sent a second one."""
+    fake_server.latency_s = 1.5
+    page = open_page(browser, app_url)
+    run = page.get_by_role("button", name="Run", exact=True)
+    run.click()
+    page.get_by_text("Sending 5 identical requests").wait_for(timeout=30_000)
+    run.click()
+    page.get_by_text("this click sent nothing and took nothing from your quota").wait_for(timeout=30_000)
+    page.get_by_text("Side by side").wait_for(timeout=60_000)
+    settle(page)
+    assert len(fake_server.received) == 5
+    assert page.locator(".rl-card[data-run]").count() == 5
+    page.close()
+
+
+def test_visitors_arriving_at_once_after_a_restart_get_the_app_and_the_default_prompts(
+        fake_server, azure_variables, browser, tmp_path):
+    """Regression: with many sessions opening at once, prompt boxes were empty, and a page link could be served
+    without app.py when another session left Streamlit's legacy pages mode half-way through its first run."""
+    arrivals = {"": "Run", "/seed_vs_no_seed": "Run both", "/sweep": "Run sweep", "/history?experiment=none": None}
+    with serve_app(tmp_path, azure_variables) as url:
+        visits = [(path, browser.new_page(viewport={"width": 1500, "height": 1000})) for path in [*arrivals, ""]]
+        for path, page in visits:
+            page.goto(url + path, wait_until="commit")  # returns at once: the pages all load at the same time
+        for path, page in visits:
+            button = arrivals[path]
+            if button:
+                page.get_by_role("button", name=button, exact=True).wait_for(timeout=120_000)
+            else:
+                page.get_by_text("There is no experiment").wait_for(timeout=120_000)
+            settle(page)
+            navigation = page.locator("[data-testid=stSidebarNav]").inner_text()
+            assert "Seed vs no seed" in navigation and "app" not in navigation.split(), path
+            if button:
+                for label, text in zip(("System prompt", "User prompt"), CLASSIC):
+                    playwright.expect(page.get_by_label(label)).to_have_value(text, timeout=10_000)
+            page.close()
 
 
 def test_a_shared_link_is_the_first_visit_after_a_restart(fake_server, azure_variables, browser, tmp_path):

@@ -12,21 +12,26 @@ PRESETS = {
     "Long answer": ("You write detailed, well-structured answers.",
                     "Explain step by step how a language model turns a prompt into an answer."),
 }
-CLASSIC = PRESETS["Story (classic demo)"]
+CLASSIC_NAME = next(iter(PRESETS))
+CLASSIC = PRESETS[CLASSIC_NAME]
+
+
+def box_keys(key: str, preset: str = CLASSIC_NAME) -> tuple[str, str]:
+    """The widget keys of the system and user prompt boxes shown while `preset` is picked."""
+    number = list(PRESETS).index(preset)
+    return f"{key}_system_{number}", f"{key}_prompt_{number}"
 
 
 def prompt_box(key: str) -> tuple[str, str]:
-    """Preset chips, then the system and user prompts; returns (system, prompt)."""
-    system_key, prompt_key = f"{key}_system", f"{key}_prompt"
-    st.session_state.setdefault(system_key, CLASSIC[0])
-    st.session_state.setdefault(prompt_key, CLASSIC[1])
+    """Preset chips, then the system and user prompts; returns (system, prompt).
 
-    def apply_preset() -> None:
-        chosen = st.session_state.get(f"{key}_preset")
-        if chosen:
-            st.session_state[system_key], st.session_state[prompt_key] = PRESETS[chosen]
-
-    st.pills("Presets", list(PRESETS), key=f"{key}_preset", on_change=apply_preset)
-    system = st.text_area("System prompt", key=system_key, height=68)
-    prompt = st.text_area("User prompt", key=prompt_key, height=100)
+    Each preset has its own pair of boxes, created with the preset's text as their value, and nothing is written to
+    their session state. A text put only in the session state reaches the browser as an empty box plus a value to
+    apply once; a browser that draws the box again from the element (as happened with a dozen sessions opening at
+    once) showed, and could send back, an empty prompt. Picking another preset shows its boxes afresh."""
+    chosen = st.pills("Presets", list(PRESETS), default=CLASSIC_NAME, required=True, key=f"{key}_preset")
+    system_key, prompt_key = box_keys(key, chosen)
+    system_text, prompt_text = PRESETS[chosen]
+    system = st.text_area("System prompt", system_text, key=system_key, height=68)
+    prompt = st.text_area("User prompt", prompt_text, key=prompt_key, height=100)
     return system, prompt

@@ -185,9 +185,13 @@ def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
 def _leave_legacy_pages_mode() -> None:
     """Streamlit starts a process in its legacy pages/ mode and leaves it only once app.py calls st.navigation;
     so the first visitors after a restart who land on a page URL (a shared ?experiment= link) would get that
-    page without app.py: no layout, no page titles. Leave the mode and run again, through app.py. (AppTest
-    re-enters the mode on every rerun of a session that did run app.py: that case needs nothing.)"""
-    if PagesManager.uses_pages_directory and not st.session_state.get(NAVIGATED):
+    page without app.py: no layout, no page titles. Leave the mode and run again, through app.py, once per session.
+
+    The test is this session's own mark, not the process-wide mode: with visitors arriving at once, another
+    session's app.py may leave the mode between the start of this run and this check. (AppTest re-enters the mode
+    on every rerun of a session that did run app.py: its mark is set, so that needs nothing.)"""
+    if NAVIGATED not in st.session_state:
+        st.session_state[NAVIGATED] = False  # tried once: a page run without app.py is never sent round again
         PagesManager.uses_pages_directory = False
         st.rerun()
 
