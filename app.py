@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from ui.results import arrive_on
-from ui.sidebar import NAVIGATED
+from ui.live import arrive_on
+from ui.session import NAVIGATED
 
 st.set_page_config(page_title="Repro Lab", page_icon=":material/difference:", layout="wide")
 page = st.navigation([
@@ -14,4 +14,4 @@ page = st.navigation([
 ])
 st.session_state[NAVIGATED] = True
 arrive_on(page.title)
-page.run()  # each page draws the shared sidebar itself: AppTest reruns a page without this script
+page.run()  # each page opens the session (gate and sidebar) itself: AppTest reruns a page without this script

@@ -3,22 +3,19 @@
 import pandas as pd
 import streamlit as st
 
-from core.analysis.compare import compare
-from core.analysis.drift import drift
-from core.errors import InvalidImport, InvalidRequest, StorageError, UnknownExperiment
-from core.backends import provider, providers
-from core.history import MAX_IMPORT_BYTES, Experiment, from_json, import_experiment, to_csv, to_json
-from core.history.recorder import load_sweep, rerun
+from core import (MAX_IMPORT_BYTES, Experiment, InvalidImport, InvalidRequest, StorageError, UnknownExperiment, compare,
+                  drift, from_json, import_experiment, load_sweep, provider, providers, rerun, to_csv, to_json)
 from ui.html import md
-from ui.results import live_runs, nothing_sent, run_cards, show_results, verdict
-from ui.sidebar import sidebar
+from ui.live import live_runs
+from ui.results import nothing_sent, run_cards, show_results, verdict
+from ui.session import session
 from ui.sweeps import show_sweep
 
-controls = sidebar()
+visit = session()
 st.title("History")
-store = controls.store
+store = visit.store
 if store is None:
-    st.error(md(controls.store_error))
+    st.error(md(visit.store_error))
     st.stop()
 
 
@@ -97,7 +94,7 @@ def actions(experiment: Experiment) -> bool:
     """The buttons for one experiment; True when the visitor asked to re-run it."""
     columns = st.columns([1.2, 1, 1, 1, 3])
     again = columns[0].button("Re-run now", type="primary", key="history_rerun", icon=":material/replay:",
-                              disabled=controls.backend is None)
+                              disabled=visit.backend is None)
     columns[1].download_button("JSON", to_json(experiment), f"repro-lab-{experiment.id}.json", "application/json",
                                key="history_json", icon=":material/download:")
     columns[2].download_button("CSV", to_csv(experiment), f"repro-lab-{experiment.id}.csv", "text/csv",
@@ -151,9 +148,9 @@ def show(experiment: Experiment) -> None:
     describe(experiment)
     if actions(experiment):
         try:
-            controls.admit(experiment.request, experiment.runs_planned)
-            recording = rerun(store, controls.backend, experiment.id, concurrency=controls.concurrency,
-                              process_limit=controls.limits.global_concurrency)
+            visit.admit(experiment.request, experiment.runs_planned)
+            recording = rerun(store, visit.backend, experiment.id, concurrency=visit.params.concurrency,
+                              process_limit=visit.limits.global_concurrency)
         except (InvalidRequest, UnknownExperiment, StorageError) as exc:
             nothing_sent(exc)
         else:

@@ -5,15 +5,14 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core.analysis.compare import compare
-from core.analysis.diff import diff
-from core.errors import InvalidRequest
-from core.models import RunResult
+from core import InvalidRequest, RunRequest, RunResult, compare, diff
 from ui.html import diff_columns, legend, md
+from ui.live import LiveBatch, click_refused, follow_job, job_running, start_job
 from ui.prompts import prompt_box
-from ui.results import LiveBatch, click_refused, follow_job, job_running, nothing_sent, run_cards, start_job, verdict
-from ui.sidebar import local_backend, sidebar
+from ui.results import nothing_sent, run_cards, verdict
+from ui.session import local_backend, session
 
+DEFAULT_SEED = 42
 MODES_WHY = ("In *reuse prompt cache* mode the engine keeps the evaluated prompt, as a busy server would. The first "
              "request evaluates the whole prompt in one batch; every later one finds it cached and re-evaluates only "
              "its last token, alone: a different batch shape, so logits that differ in the last bits, and where two "
@@ -23,6 +22,11 @@ WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”
        "logits in a different batch shape (a reused prompt cache, another batch size on a busy server) the last "
        "bits differ and can flip a near-tie between two tokens. A changed system fingerprint says the backend "
        "configuration itself changed.")
+
+
+def seeded(request: RunRequest) -> RunRequest:
+    """The request with the seed these demos fix: the sidebar's, or 42 when it has none."""
+    return request if request.seed is not None else replace(request, seed=DEFAULT_SEED)
 
 
 def scenario(title: str, results: list[RunResult]) -> None:
@@ -54,29 +58,29 @@ def show_pair(state_key: str, slots, why: str) -> None:
         st.info(why)
 
 
-controls = sidebar()
+visit = session()
 busy = job_running()  # asked before this run shows the job to its end
 st.title("Seed vs no seed")
 st.caption("N requests without a seed and N with one, everything else equal.")
 system, prompt = prompt_box("seed")
 clicked = st.button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
-                    disabled=controls.backend is None)
+                    disabled=visit.backend is None)
 cost = st.empty()  # filled last, so the quota it shows counts this run too
 seed_slots = [column.empty() for column in st.columns(2)]
 if clicked and busy:
     click_refused()
 elif clicked:
     try:
-        with_seed = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
-        without_seed = replace(controls, seed_text=None).request(prompt, system)
-        plan = controls.plan()
-        controls.admit(with_seed, plan.runs, batches=2)
+        request = visit.params.request(prompt, system)
+        with_seed, without_seed = seeded(request), replace(request, seed=None)
+        plan = visit.params.plan()
+        visit.admit(with_seed, plan.runs, batches=2)
     except InvalidRequest as exc:
         nothing_sent(exc)
     else:
         start_job("seed_scenarios", [
-            LiveBatch("Without a seed", plan.runs, functools.partial(controls.run, without_seed, plan)),
-            LiveBatch(f"With seed {with_seed.seed}", plan.runs, functools.partial(controls.run, with_seed, plan))])
+            LiveBatch("Without a seed", plan.runs, functools.partial(visit.run, without_seed, plan)),
+            LiveBatch(f"With seed {with_seed.seed}", plan.runs, functools.partial(visit.run, with_seed, plan))])
 show_pair("seed_scenarios", seed_slots, WHY)
 
 st.divider()
@@ -89,17 +93,17 @@ if clicked_modes and busy:
     click_refused()
 elif clicked_modes:
     try:
-        request = replace(controls, seed_text=controls.seed_text or "42").request(prompt, system)
-        plan = controls.plan()
-        controls.admit(request, plan.runs, batches=2)
+        request = seeded(visit.params.request(prompt, system))
+        plan = visit.params.plan()
+        visit.admit(request, plan.runs, batches=2)
     except InvalidRequest as exc:
         nothing_sent(exc)
     else:
         deterministic, cache = local_backend("deterministic"), local_backend("cache")
         cache.forget()  # start cold, as the first request to a freshly started server
         start_job("engine_modes", [
-            LiveBatch("Deterministic", plan.runs, functools.partial(controls.run, request, plan, deterministic)),
-            LiveBatch("Reuse prompt cache", plan.runs, functools.partial(controls.run, request, plan, cache))])
+            LiveBatch("Deterministic", plan.runs, functools.partial(visit.run, request, plan, deterministic)),
+            LiveBatch("Reuse prompt cache", plan.runs, functools.partial(visit.run, request, plan, cache))])
 show_pair("engine_modes", mode_slots, MODES_WHY)
 
-cost.caption("Both scenarios: " + controls.cost_line(2 * controls.runs, controls.max_tokens))
+cost.caption("Both scenarios: " + visit.cost_line(2 * visit.params.runs, visit.params.max_tokens))

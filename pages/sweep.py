@@ -1,34 +1,22 @@
 """Sweep: the same prompt over temperatures × seeds, N runs per cell, to see how reproducibility depends on them."""
 
 import contextlib
-from dataclasses import replace
 
-import pandas as pd
 import streamlit as st
 
-from core.errors import InvalidRequest
-from core.sweep import SweepPlan, SweepResult, parse_seeds
+from core import InvalidRequest, SweepPlan, SweepResult, parse_seeds
 from ui.html import md
+from ui.live import live_cells
 from ui.prompts import prompt_box
 from ui.results import nothing_sent, saved_caption
-from ui.sidebar import sidebar
+from ui.session import session
 from ui.sweeps import show_sweep
 
 TEMPERATURES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.2, 1.5, 2.0)
 MAX_RUNS_PER_CELL = 20
 
 
-def live_cells(recording, plan: SweepPlan, base, progress, table):
-    """Yield each (cell, result) as it arrives while the progress bar and the table of cells follow."""
-    done = {cell.label: 0 for cell in plan.cells(base)}
-    for count, (cell, result) in enumerate(recording, start=1):
-        done[cell.label] += 1
-        progress.progress(count / plan.total_requests, text=f"{count} of {plan.total_requests} requests done")
-        table.dataframe(pd.DataFrame({"Cell": list(done), "Runs done": list(done.values())}), hide_index=True)
-        yield cell, result
-
-
-controls = sidebar()
+visit = session()
 st.title("Sweep")
 st.caption("How the identical rate falls as the temperature rises, with a fixed seed and without.")
 system, prompt = prompt_box("sweep")
@@ -37,29 +25,29 @@ temperatures = settings[0].multiselect("Temperatures", TEMPERATURES, default=[0.
                                        key="sweep_temperatures")
 seeds_text = settings[1].text_input("Seeds", "42, none", key="sweep_seeds",
                                     help="Comma-separated whole numbers; 'none' is a series without a seed.")
-most_runs = max(2, min(MAX_RUNS_PER_CELL, controls.limits.max_runs))  # at least 2, so a cell can be compared
+most_runs = max(2, min(MAX_RUNS_PER_CELL, visit.limits.max_runs))  # at least 2, so a cell can be compared
 runs = settings[2].number_input("Runs per cell", 2, most_runs, min(5, most_runs), key="sweep_runs")
 
 plan = base = None
 try:
-    plan = SweepPlan(tuple(sorted(temperatures)), parse_seeds(seeds_text), int(runs), controls.concurrency)
-    base = replace(controls, seed_text=None).request(prompt, system)  # the cells set temperature and seed
+    plan = SweepPlan(tuple(sorted(temperatures)), parse_seeds(seeds_text), int(runs), visit.params.concurrency)
+    base = visit.params.unseeded(prompt, system)  # the cells set temperature and seed
 except InvalidRequest as exc:
     st.error(f"Nothing can be sent yet: {md(exc)}")
 if plan and base:
-    tokens = "" if controls.backend and controls.backend.info.provider == "local" else (
+    tokens = "" if visit.backend and visit.backend.info.provider == "local" else (
         f" · about {plan.estimate_tokens(base):,} tokens at most")
     cost = st.empty()  # filled last, so the quota it shows counts this sweep too
-    confirmed = plan.total_requests <= controls.limits.confirm_above or st.checkbox(
+    confirmed = plan.total_requests <= visit.limits.confirm_above or st.checkbox(
         f"Yes, send {plan.total_requests} requests", key="sweep_confirm")
     if st.button("Run sweep", type="primary", key="run_sweep", icon=":material/play_arrow:",
-                 disabled=controls.backend is None or not confirmed):
+                 disabled=visit.backend is None or not confirmed):
         try:
-            controls.admit(base, plan.total_requests, sweep=plan)
+            visit.admit(base, plan.total_requests, sweep=plan)
         except InvalidRequest as exc:
             nothing_sent(exc)
         else:
-            recording = controls.sweep(base, plan)
+            recording = visit.sweep(base, plan)
             progress = st.progress(0.0, text=f"Sending {plan.total_requests} requests…")
             cells = st.empty()
             with contextlib.closing(recording):
@@ -77,4 +65,4 @@ if "sweep_result" in st.session_state:
 if plan and base:
     cost.caption(f"This sweep: {len(plan.temperatures)} temperatures × {len(plan.seeds)} seed settings × {plan.runs} "
                  f"runs = **{plan.total_requests} requests**{tokens} · "
-                 f"{controls.quota.remaining()} of {controls.quota.per_hour} requests left this hour")
+                 f"{visit.quota.remaining()} of {visit.quota.per_hour} requests left this hour")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.sidebar
+import ui.session
 from tests.scripted import ScriptedBackend
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -26,23 +26,23 @@ def app_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
-    ui.sidebar._cached_backend.clear()
-    ui.sidebar._cached_store.clear()
+    ui.session._cached_backend.clear()
+    ui.session._cached_store.clear()
     yield
-    ui.sidebar._cached_backend.clear()
-    ui.sidebar._cached_store.clear()
+    ui.session._cached_backend.clear()
+    ui.session._cached_store.clear()
 
 
 @pytest.fixture
 def scripted(monkeypatch):
-    """Make the sidebar hand the pages a ScriptedBackend; returns a setter for its script."""
+    """Make the session hand the pages a ScriptedBackend; returns a setter for its script."""
     holder = {}
 
     def use(answer, fingerprints=("fp_scripted",)) -> ScriptedBackend:
         holder["backend"] = ScriptedBackend(answer, fingerprints)
         return holder["backend"]
 
-    monkeypatch.setattr(ui.sidebar, "make_backend", lambda settings: holder["backend"])
+    monkeypatch.setattr(ui.session, "make_backend", lambda settings: holder["backend"])
     return use
 
 

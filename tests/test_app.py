@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 from streamlit.testing.v1 import AppTest
 
-import ui.results
-
+import ui.live
+from core.backends import registry
 from core.models import RunError
 from tests.apptest import APP, app, captions, html, metrics, plain
-from ui.prompts import CLASSIC, PRESETS, box_keys
 from tests.scripted import by_seed, texts
+from ui.prompts import CLASSIC, PRESETS, box_keys
 
 pytestmark = pytest.mark.usefixtures("app_environment")
 
@@ -83,6 +87,18 @@ def test_a_run_shows_cards_headline_groups_and_the_diff(scripted):
     assert at.selectbox(key="experiment_1_left").value == 0  # the modal output…
     assert at.selectbox(key="experiment_1_right").value == 2  # …against the most dissimilar run
     assert plain(at.info[0].value).startswith("2 distinct outputs of 3")
+
+
+def test_the_style_block_is_sent_once_however_many_cards_the_page_draws(scripted):
+    """Regression: every card, diff and legend carried the 2.2 KB CSS block (50 cards, 50 copies)."""
+    scripted(texts("The red panda ate bamboo today.", "The red panda ate apples today."))
+    at = app()
+    at.slider(key="runs").set_value(10)
+    at.button(key="run").click().run()
+    assert not at.exception
+    page = html(at)
+    assert page.count('class="rl-card"') == 10 and "◆ fork" in page
+    assert page.count("rl-card{") == 1
 
 
 def test_choosing_another_pair_redraws_the_diff_without_sending(scripted):
@@ -392,7 +408,7 @@ def interrupt_at_the_first_card(monkeypatch, exception: BaseException, *, visito
     """What Streamlit does when the visitor clicks again (or leaves) while a batch runs: it stops the script run at
     its next drawing call, here the first run card. By default (runner.fastReruns) it stops the run with
     StopException and starts a new one for the click; without fast reruns it raises RerunException instead."""
-    draw = ui.results.run_card
+    draw = ui.live.run_card
     interrupted = []
 
     def card_or_interruption(result):
@@ -401,8 +417,8 @@ def interrupt_at_the_first_card(monkeypatch, exception: BaseException, *, visito
             raise exception
         return draw(result)
 
-    monkeypatch.setattr(ui.results, "run_card", card_or_interruption)
-    monkeypatch.setattr(ui.results, "_visitor_still_here", lambda: visitor_still_here)
+    monkeypatch.setattr(ui.live, "run_card", card_or_interruption)
+    monkeypatch.setattr(ui.live, "_visitor_still_here", lambda: visitor_still_here)
 
 
 def clicked_again(at: AppTest, button: str) -> RerunException:
@@ -465,3 +481,25 @@ def test_a_visitor_leaving_mid_batch_cancels_it_and_the_next_click_runs(azure, m
     at.button(key="run").click().run()
     assert not at.main.warning
     assert html(at).count('class="rl-card"') == 2
+
+
+def test_a_provider_named_in_repro_providers_is_offered_and_answers(monkeypatch):
+    """Adding a provider is one registration: the sidebar offers the toy and runs on it, and ui/ never names it."""
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))  # the toy leaves with this test
+    monkeypatch.delitem(sys.modules, "tests.toy_provider", raising=False)
+    monkeypatch.setenv("REPRO_PROVIDERS", "tests.toy_provider")
+    monkeypatch.setenv("TOY_MODEL", "echo-1")
+    registry.import_plugins(os.environ["REPRO_PROVIDERS"])  # what core.backends does with it at process start
+    at = app()
+    backend = at.selectbox(key="backend")
+    assert backend.options == ["Toy echo", "Embedded SmolLM2 (offline)"] and backend.value == "toy"
+    assert "echo-1" in plain("\n".join(m.value for m in at.sidebar.markdown))
+    at.text_area(key=box_keys("experiment")[1]).set_value("hello toy")
+    at.slider(key="runs").set_value(2)
+    at.button(key="run").click().run()
+    assert not at.exception
+    page = html(at)
+    assert page.count('class="rl-card"') == 2 and "hello toy" in page
+    assert plain(at.success[0].value).startswith("All 2 runs are byte-identical.")
+    ui = Path(APP).parent / "ui"
+    assert not [path.name for path in ui.glob("*.py") if re.search(r"\btoy\b", path.read_text(), re.IGNORECASE)]

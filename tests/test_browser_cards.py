@@ -8,7 +8,7 @@ import pytest
 from core.models import RunError, RunResult
 from tests.test_browser import ARTIFACTS, run_experiment
 from tests.test_browser import app_url, azure_variables, browser  # noqa: F401 (fixtures this module uses)
-from ui.html import run_card
+from ui.html import STYLE, run_card
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +72,7 @@ def test_every_long_field_of_a_card_wraps_inside_it(browser):  # noqa: F811
     ]
     columns = "".join(f"<div>{run_card(result)}</div>" for result in results)
     page = browser.new_page(viewport=LAPTOP)
-    page.set_content('<div style="display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:1rem;'
+    page.set_content(STYLE + '<div style="display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:1rem;'
                      f'width:960px;font-family:sans-serif">{columns}</div>')
     cards = measured(page)
     assert len(cards) == 4

@@ -45,7 +45,7 @@ def test_an_experiment_over_the_limits_is_refused():
     with pytest.raises(InvalidRequest, match="11 runs is over this instance's limit of 10 \\(REPRO_MAX_RUNS\\)"):
         limits.check(request(), 11)
     with pytest.raises(InvalidRequest, match="^11 runs is over"):
-        limits.check(request(), 11, sweep=False)  # as ui.sidebar's Controls.admit passes it for an experiment
+        limits.check(request(), 11, sweep=False)  # as ui.session's Session.admit passes it for an experiment
     with pytest.raises(InvalidRequest, match="REPRO_MAX_TOKENS"):
         limits.check(request(max_tokens=201), 5)
     with pytest.raises(InvalidRequest, match="The prompt has 41 characters; this instance allows 40"):

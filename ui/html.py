@@ -1,6 +1,7 @@
 """HTML for run cards and the side-by-side diff. Model output and prompts are untrusted: every text is escaped here.
 
-Pure functions (no Streamlit) so the escaping and the markup can be tested exactly.
+Pure functions (no Streamlit) so the escaping and the markup can be tested exactly. The fragments carry no CSS: a
+page sends STYLE once per script run (ui.session does), not once per fragment.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from core.analysis.diff import Segment
-from core.analysis.forks import ForkSide
-from core.models import RunResult
+from core import ForkSide, RunResult, Segment
 
 # overflow-wrap:anywhere, unlike break-word, also narrows what a flex item needs: a long unbroken fingerprint or
 # finish reason in .rl-meta wraps inside its card instead of spilling over the next one.
@@ -82,7 +81,7 @@ def run_card(result: RunResult) -> str:
                 f'{escape(result.error.message)}</p>')
         css = "rl-card rl-failed"
     notice = f'<p class="rl-notice">{escape(result.notice)}</p>' if result.notice else ""
-    return (f'{STYLE}<div class="{css}" data-run="{result.index}"><div class="rl-meta">{run_meta(result)}</div>'
+    return (f'<div class="{css}" data-run="{result.index}"><div class="rl-meta">{run_meta(result)}</div>'
             f'{notice}{body}</div>')
 
 
@@ -107,14 +106,14 @@ def _side(segments: Sequence[Segment], left: bool, *, fork: bool = True) -> str:
 
 def diff_columns(segments: Sequence[Segment], left_title: str, right_title: str) -> str:
     """Two aligned columns: deletions struck in the left, insertions in the right, replacements marked in both."""
-    return (f'{STYLE}<div class="rl-diff">'
+    return ('<div class="rl-diff">'
             f'<div><h4>{escape(left_title)}</h4><div class="rl-side" data-side="left">{_side(segments, True)}</div></div>'
             f'<div><h4>{escape(right_title)}</h4><div class="rl-side" data-side="right">{_side(segments, False)}</div>'
             f'</div></div>')
 
 
 def legend() -> str:
-    return (f'{STYLE}<div class="rl-legend"><span class="rl-side" style="border:0;padding:0">'
+    return ('<div class="rl-legend"><span class="rl-side" style="border:0;padding:0">'
             f'<del>only in the left run</del></span><span class="rl-side" style="border:0;padding:0">'
             f'<ins>only in the right run</ins></span><span class="rl-side" style="border:0;padding:0">'
             f'<mark>replaced</mark></span>{FORK}<span>where the two runs first part</span></div>')
@@ -133,7 +132,7 @@ def strip_html(tokens: Sequence[tuple[str, float]], fork_at: int | None) -> str:
         outline = ' class="rl-at"' if position == fork_at else ""
         spans.append(f'<span{outline} style="background:rgba(229,72,77,{alpha})" '
                      f'title="p = {probability:.3f}">{escape(token)}</span>')
-    return f'{STYLE}<div class="rl-strip">{"".join(spans)}</div>'
+    return f'<div class="rl-strip">{"".join(spans)}</div>'
 
 
 def fork_table(side: ForkSide) -> str:
@@ -144,5 +143,5 @@ def fork_table(side: ForkSide) -> str:
         f"<td>{probability:.1%}</td></tr>"
         for token, probability in side.alternatives)
     tie = ' <span class="rl-tie">near tie</span>' if side.near_tie else ""
-    return (f'{STYLE}<p>Run {side.run + 1} chose <code>{_token(side.chosen)}</code> ({side.chosen_prob:.1%}) · '
+    return (f'<p>Run {side.run + 1} chose <code>{_token(side.chosen)}</code> ({side.chosen_prob:.1%}) · '
             f"margin between the top two {side.margin:.1%}{tie}</p><table class=\"rl-fork-table\">{rows}</table>")

@@ -7,7 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.sweep import CellSummary, SweepResult, chart_rows
+from core import CellSummary, SweepResult
+from core.sweep import chart_rows  # not in core's public API
 from ui.results import run_cards, show_results
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.policy import FailureLog, Network, client_identity, parse_trusted_proxies
-from core.errors import ConfigurationError
+from core import ConfigurationError, FailureLog, client_identity, read_access
+from core.policy import Network  # not in core's public API; for the annotation only
 from ui.html import md
 
 LOOPBACK = "127.0.0.1"
@@ -69,14 +69,14 @@ def _visitor(trusted: Sequence[Network]) -> str:
 def require_access(secrets: Mapping[str, Any], source: Mapping[str, Any]) -> str:
     """Stop the page at the gate unless the visitor may pass; return who they are, for the quota."""
     try:
-        trusted = parse_trusted_proxies(source.get("REPRO_TRUSTED_PROXIES"))
+        access = read_access(source, secrets)
     except ConfigurationError as exc:
         _stop_at_the_gate("This instance is not set up right", "Its operator needs to fix a setting.")
         st.error(md(exc))
         st.stop()
-    if isinstance(secrets.get("auth"), Mapping):
+    if access.sign_in:
         return _sign_in()
-    visitor = _visitor(trusted)
-    if source.get("APP_PASSCODE"):
-        return _passcode(str(source["APP_PASSCODE"]), visitor)
+    visitor = _visitor(access.trusted_proxies)
+    if access.passcode:
+        return _passcode(access.passcode, visitor)
     return visitor

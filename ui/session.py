@@ -1,4 +1,5 @@
-"""The shared sidebar: who may use the instance, which backend answers, and the parameters every page's runs use."""
+"""The visitor's session: the gate, the backend (cached per configuration), the history, the quota and the sidebar
+that chooses them; a Session admits, runs and sweeps."""
 
 from __future__ import annotations
 
@@ -10,47 +11,28 @@ from dataclasses import asdict, dataclass
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core.backends import Backend, make_backend, provider
-from core.backends.local import MODES, LocalBackend
-from core.settings import Settings, load_settings, read_access, read_history, read_limits, read_sources
-from core.errors import InvalidRequest, ReproError
-from core.history import HistoryLocation, Store, open_store
-from core.history.recorder import Recorder, Recording
-from core.models import BatchPlan, RunRequest, RunResult, parse_seed
-from core.policy import Limits, Quota
-from core.runner import stream_runs
-from core.sweep import Cell, SweepPlan
-from ui.access import require_access
-from ui.html import md
+from core import (LOCAL_MODES, Backend, BatchPlan, Cell, HistoryLocation, InvalidRequest, Limits, LocalBackend, Quota,
+                  Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, SweepPlan, load_settings,
+                  make_backend, open_store, provider, read_access, read_history, read_limits, read_sources,
+                  stream_runs)
+from ui.controls import Params, parameters
+from ui.gate import require_access
+from ui.html import STYLE, md
 
 NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this session
 
 
 @dataclass(frozen=True)
-class Controls:
-    """What the sidebar decided: the backend (None when it is misconfigured), the run parameters, limits, quota and
-    the history."""
+class Session:
+    """The visitor's session as the sidebar set it up: the backend (None when it is misconfigured), the run
+    parameters, limits, quota and the history; it admits, runs and sweeps."""
 
     backend: Backend | None
-    temperature: float
-    top_p: float
-    max_tokens: int
-    seed_text: str | None
-    runs: int
-    concurrency: int
+    params: Params
     limits: Limits
     quota: Quota
     store: Store | None
     store_error: str | None
-
-    def request(self, prompt: str, system: str, *, logprobs: bool = False) -> RunRequest:
-        """A validated request; raises InvalidRequest naming the bad field."""
-        seed_value = None if self.seed_text is None else parse_seed(self.seed_text)
-        return RunRequest(prompt=prompt, system=system, temperature=self.temperature, top_p=self.top_p,
-                          max_tokens=self.max_tokens, seed=seed_value, logprobs=logprobs)
-
-    def plan(self) -> BatchPlan:
-        return BatchPlan(self.runs, self.concurrency)
 
     def admit(self, request: RunRequest, requests: int, *, batches: int = 1, sweep: bool = False) -> None:
         """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it;
@@ -162,10 +144,10 @@ def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
                           format_func=lambda name: provider(name).title)
     local_mode = base.providers["local"].mode
     if chosen == "local":
-        local_mode = st.radio("Engine mode", list(MODES), key="local_mode", horizontal=True,
-                              index=list(MODES).index(local_mode),
+        local_mode = st.radio("Engine mode", list(LOCAL_MODES), key="local_mode", horizontal=True,
+                              index=list(LOCAL_MODES).index(local_mode),
                               format_func={"deterministic": "Deterministic", "cache": "Reuse prompt cache"}.get)
-        st.caption(MODES[local_mode])
+        st.caption(LOCAL_MODES[local_mode])
     with st.expander("Advanced"):
         concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
         timeout = st.number_input("Timeout per request (s)", 0.1, 600.0, float(base.timeout_s), step=5.0,
@@ -196,13 +178,14 @@ def _leave_legacy_pages_mode() -> None:
         st.rerun()
 
 
-def sidebar() -> Controls:
-    """Render the access gate and the sidebar; return the visitor's choices."""
+def session() -> Session:
+    """Render the access gate and the sidebar; return the visitor's session."""
     _leave_legacy_pages_mode()
     secrets = _secrets()
     source = read_sources(secrets)
     identity = require_access(secrets, source)
     gated = read_access(source, secrets).gated
+    st.html(STYLE)  # once per script run, for every card and diff the page draws (the fragments carry none)
     with st.sidebar:
         st.header("Backend")
         backend, concurrency, limits = None, 10, Limits()
@@ -218,17 +201,8 @@ def sidebar() -> Controls:
         except ReproError as exc:
             st.error(md(exc))
 
-        st.header("Parameters")
-        temperature = st.slider("Temperature", 0.0, 2.0, 0.1, step=0.05, key="temperature")
-        use_seed = st.toggle("Fixed seed", value=True, key="use_seed")
-        seed_text = st.text_input("Seed", "42", key="seed", disabled=not use_seed,
-                                  help="Any whole number in the signed 64-bit range.")
-        runs = st.slider("Runs (identical requests)", 2, max(2, limits.max_runs), min(5, limits.max_runs), key="runs")
-        max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, min(128, limits.max_tokens), step=16,
-                                     key="max_tokens")
-        top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
+        params = parameters(limits, concurrency)
     store, store_error = _store(source)
     if store_error:
         st.sidebar.warning(md(store_error))
-    return Controls(backend, temperature, top_p, int(max_tokens), seed_text if use_seed else None, runs, concurrency,
-                    limits, _quota_for(identity, limits.requests_per_hour), store, store_error)
+    return Session(backend, params, limits, _quota_for(identity, limits.requests_per_hour), store, store_error)
