@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import io
 import json
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +21,7 @@ from core.analysis.scores import SuiteSummary, summarize_suite
 from core.backends import Backend
 from core.errors import InvalidRequest, UnknownExperiment
 from core.history import Store
-from core.history.recorder import Recording
+from core.history.recorder import Recording, record_children
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult, is_number
 from core.runner import stream_requests
 from core.models import MAX_SWEEP_REQUESTS
@@ -243,20 +241,10 @@ def record_suite(store: Store, backend: Backend, suite: Suite, plan: SuitePlan, 
     heading = SuitePrompt(f"Suite {suite.name}: {len(suite.prompts)} prompts")
     suite_id = store.create(plan.request(heading), backend.info, len(suite.prompts) * plan.runs, kind="suite",
                             meta={"suite": suite.to_dict(), "plan": plan.to_dict()})
-    children = [store.create(plan.request(prompt), backend.info, plan.runs, parent_id=suite_id,
-                             meta={"prompt": position, "label": prompt.label})
-                for position, prompt in enumerate(suite.prompts)]
-    arrived: Counter[int] = Counter()
-
-    def save(pair: tuple[int, RunResult]) -> None:
-        position, result = pair
-        store.add_run(children[position], result)
-        arrived[position] += 1
-        if arrived[position] == plan.runs:
-            store.finish(children[position])
-
-    return Recording(suite_id, stream_suite(backend, suite, plan, process_limit), save,
-                     functools.partial(store.finish, suite_id))
+    children = {position: store.create(plan.request(prompt), backend.info, plan.runs, parent_id=suite_id,
+                                       meta={"prompt": position, "label": prompt.label})
+                for position, prompt in enumerate(suite.prompts)}
+    return record_children(store, suite_id, children, plan.runs, stream_suite(backend, suite, plan, process_limit))
 
 
 def load_suite_run(store: Store, suite_id: str) -> SuiteRun:

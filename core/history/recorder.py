@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +21,7 @@ from core.runner import stream_runs
 from core.sweep import Cell, SweepPlan, SweepResult, stream_sweep
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class Recording(Generic[T]):
@@ -98,18 +99,23 @@ def record_sweep(store: Store, backend: Backend, base: RunRequest, plan: SweepPl
     sweep_id = store.create(base, backend.info, plan.total_requests, kind="sweep", meta={"plan": plan.to_dict()})
     cells = {cell: store.create(cell.request, backend.info, plan.runs, parent_id=sweep_id, meta={"label": cell.label})
              for cell in plan.cells(base)}
+    return record_children(store, sweep_id, cells, plan.runs, stream_sweep(backend, base, plan, process_limit))
 
-    arrived: Counter[Cell] = Counter()
 
-    def save(pair: tuple[Cell, RunResult]) -> None:
-        cell, result = pair
-        store.add_run(cells[cell], result)
-        arrived[cell] += 1
-        if arrived[cell] == plan.runs:
-            store.finish(cells[cell])
+def record_children(store: Store, parent_id: str, children: Mapping[K, str], runs: int,
+                    results: Iterator[tuple[K, RunResult]]) -> Recording[tuple[K, RunResult]]:
+    """An item whose runs belong to its children (a sweep's cells, a suite's prompts): each run saved to its child
+    the moment it arrives, a child complete once all `runs` of it have, the parent once the stream ends."""
+    arrived: Counter[K] = Counter()
 
-    return Recording(sweep_id, stream_sweep(backend, base, plan, process_limit), save,
-                     functools.partial(store.finish, sweep_id))
+    def save(pair: tuple[K, RunResult]) -> None:
+        key, result = pair
+        store.add_run(children[key], result)
+        arrived[key] += 1
+        if arrived[key] == runs:
+            store.finish(children[key])
+
+    return Recording(parent_id, results, save, functools.partial(store.finish, parent_id))
 
 
 def load_sweep(store: Store, sweep_id: str) -> SweepResult:
