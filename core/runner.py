@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Generic, TypeVar
 
 from core.backends import Backend
@@ -151,6 +152,17 @@ def stream_requests(backend: Backend, requests: Sequence[RunRequest], concurrenc
         future.result()
     finally:
         future.cancel()
+
+
+def stream_groups(backend: Backend, firsts: Sequence[RunRequest], runs: int, concurrency: int,
+                  process_limit: int | None = None) -> Iterator[tuple[int, RunResult]]:
+    """`runs` identical requests for each request in `firsts` (a sweep's cells, a suite's prompts), all under one cap,
+    queued group by group; each result with its group's position, indexed within the group. Closing early cancels."""
+    requests = [request for request in firsts for _ in range(runs)]
+    with contextlib.closing(stream_requests(backend, requests, concurrency, process_limit)) as results:
+        for result in results:
+            position, k = divmod(result.index, runs)
+            yield position, replace(result, index=k)
 
 
 def stream_runs(backend: Backend, request: RunRequest, plan: BatchPlan,

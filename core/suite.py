@@ -6,13 +6,12 @@ TARr@N (all N raw outputs identical), TARa@N (all N extracted answers identical)
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from core.errors import InvalidRequest, UnknownExperiment
 from core.history import Store
 from core.history.recorder import Recording, record_children
 from core.models import BackendInfo, BatchPlan, RunRequest, RunResult, is_number
-from core.runner import stream_requests
+from core.runner import stream_groups
 from core.models import MAX_SWEEP_REQUESTS
 from core.sweep import CHARS_PER_TOKEN
 
@@ -168,12 +167,12 @@ class SuitePlan:
                           max_tokens=self.max_tokens, seed=self.seed)
 
     def requests(self, suite: Suite) -> list[RunRequest]:
-        """Every prompt's request `runs` times, prompt after prompt."""
+        """Each prompt's request, in order (each is sent `runs` times); refused when that is over the request cap."""
         total = len(suite.prompts) * self.runs
         if total > MAX_SWEEP_REQUESTS:
             raise InvalidRequest(f"runs: {len(suite.prompts)} prompts × {self.runs} runs is {total:,} requests; "
                                  f"the limit is {MAX_SWEEP_REQUESTS:,}. Lower runs or split the suite.")
-        return [self.request(prompt) for prompt in suite.prompts for _ in range(self.runs)]
+        return [self.request(prompt) for prompt in suite.prompts]
 
     def estimate_tokens(self, suite: Suite) -> int:
         """An upper bound on completion tokens (max_tokens each) plus a rough prompt count, as SweepPlan makes it."""
@@ -188,11 +187,7 @@ def stream_suite(backend: Backend, suite: Suite, plan: SuitePlan,
                  process_limit: int | None = None) -> Iterator[tuple[int, RunResult]]:
     """Each result as it completes with its prompt's position, indexed within the prompt; all prompts share one cap
     (and `process_limit`, core.runner.stream_requests' cap across the process). Closing early cancels the rest."""
-    requests = plan.requests(suite)
-    with contextlib.closing(stream_requests(backend, requests, plan.concurrency, process_limit)) as results:
-        for result in results:
-            position, k = divmod(result.index, plan.runs)
-            yield position, replace(result, index=k)
+    yield from stream_groups(backend, plan.requests(suite), plan.runs, plan.concurrency, process_limit)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from core.analysis.compare import compare
 from core.errors import InvalidRequest
 from core.models import (MAX_RUNS, MAX_SWEEP_REQUESTS, SEED_MAX, SEED_MIN, RunRequest, RunResult, is_integer, is_number,
                          parse_seed)
-from core.runner import stream_requests
+from core.runner import stream_groups
 
 CHARS_PER_TOKEN = 4
 
@@ -137,11 +137,10 @@ def stream_sweep(backend: Backend, base: RunRequest, plan: SweepPlan,
     `process_limit` is core.runner.stream_requests' cap shared by every batch of the process."""
     cells = plan.cells(base)
     # Queued cell by cell, so under a small cap whole cells finish early and their diff views can open.
-    requests = [cell.request for cell in cells for _ in range(plan.runs)]
-    with contextlib.closing(stream_requests(backend, requests, plan.concurrency, process_limit)) as results:
-        for result in results:
-            position, k = divmod(result.index, plan.runs)
-            yield cells[position], replace(result, index=k)
+    grouped = stream_groups(backend, [cell.request for cell in cells], plan.runs, plan.concurrency, process_limit)
+    with contextlib.closing(grouped):
+        for position, result in grouped:
+            yield cells[position], result
 
 
 @dataclass(frozen=True)
