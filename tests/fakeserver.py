@@ -7,6 +7,8 @@ hostile on request (HOSTILE_MODES; `usage` replaces the token counts, e.g. with 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -56,6 +58,7 @@ class Received:
     body: dict
     started: float
     finished: float = 0.0
+    raw: bytes = b""  # the body's bytes as they arrived
 
 
 @dataclass
@@ -75,6 +78,12 @@ class FakeChatServer:
     logprobs_supported: bool = True
     hostile: set[str] = field(default_factory=set)
     usage: Any = None
+    # The probe's positive controls: a server that ignores the seed, one that rejects sampling parameters and logprobs
+    # as reasoning models do, and one whose answer changes once more than `load_sensitive_above` requests are in
+    # flight during it.
+    ignores_seed: bool = False
+    reasoning: bool = False
+    load_sensitive_above: int | None = None
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _httpd: ThreadingHTTPServer | None = None
@@ -106,7 +115,7 @@ class FakeChatServer:
             time.sleep(0.01)
         defaults = FakeChatServer()
         for name in ("api_key", "deployment", "latency_s", "hang_s", "fingerprint", "logprobs_supported", "hostile",
-                     "usage"):
+                     "usage", "ignores_seed", "reasoning", "load_sensitive_above"):
             setattr(self, name, getattr(defaults, name))
         self.faults.clear()
         self.answers.clear()
@@ -192,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             started=time.monotonic(),
+            raw=raw,
         )
         with fake._lock:
             fake.received.append(record)
@@ -241,10 +251,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = fake._next(fake.bodies)
         if body is not None:
             return self._send(200, body, {})
+        if fake.reasoning and (refused := _reasoning_refusal(record.body)):
+            return self._send(400, json.dumps(refused).encode(), {})
         if record.body.get("logprobs") and not fake.logprobs_supported:
             return self._error(400, "logprobs is not supported for this model.", "invalid_request_error")
 
-        text = fake._next(fake.answers) or answer_text(record.body)
+        text = fake._next(fake.answers) or answer_text(_as_heard(fake, record))
         finish = "stop"
         if fault == "content_filter":
             text, finish = None, "content_filter"
@@ -291,6 +303,33 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
+def _reasoning_refusal(body: dict) -> dict | None:
+    """OpenAI's 400 body for what a reasoning model refuses: a temperature or top_p other than 1, and logprobs."""
+    for name in ("temperature", "top_p"):
+        if body.get(name, 1) != 1:
+            return {"error": {"message": f"Unsupported value: '{name}' does not support {body[name]} with this model. "
+                                         "Only the default (1) value is supported.",
+                              "type": "invalid_request_error", "param": name, "code": "unsupported_value"}}
+    if body.get("logprobs"):
+        return {"error": {"message": "Unsupported parameter: 'logprobs' is not supported with this model.",
+                          "type": "invalid_request_error", "param": "logprobs", "code": "unsupported_parameter"}}
+    return None
+
+
+def _as_heard(fake: FakeChatServer, record: Received) -> dict:
+    """The body as the server's sampler sees it: without the seed when it ignores seeds, and with the crowd it was
+    answered in (the requests in flight at some moment of its life) when that is over `load_sensitive_above`."""
+    body = dict(record.body)
+    if fake.ignores_seed:
+        body.pop("seed", None)
+    if fake.load_sensitive_above is not None:
+        with fake._lock:
+            crowd = sum(1 for other in fake.received if not other.finished or other.finished >= record.started)
+        if crowd > fake.load_sensitive_above:
+            body["messages"] = [*body.get("messages", []), {"role": "load", "content": str(crowd)}]
+    return body
+
+
 def _hostile_text(modes: set[str], text: str, key: str, turn: int) -> str:
     if "echo_key" in modes:
         text = f"Your key is {key}; as a link: https://example.com/?key={quote(key, safe='')}."
@@ -321,14 +360,67 @@ def _hostile_bytes(modes: set[str], data: bytes, key: str) -> bytes:
     return data
 
 
+async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latency_s: float,
+                            api_key: str) -> None:
+    """One keep-alive HTTP/1.1 connection of the asyncio server: every request answered after `latency_s`."""
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+            body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))) or b"{}")
+            await asyncio.sleep(latency_s)
+            writer.write(_async_answer(lines[0].split(" ")[1], headers, body, api_key))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def _async_answer(target: str, headers: dict[str, str], body: dict, api_key: str) -> bytes:
+    """The asyncio server's answer: a completion (answer_text) on any chat-completions route with the right key."""
+    given = headers.get("api-key") or headers.get("authorization", "").removeprefix("bearer ").removeprefix("Bearer ")
+    status, payload = 200, {
+        "id": f"chatcmpl-{random.randrange(1 << 30)}", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model") or FakeChatServer.deployment, "system_fingerprint": "fp_fake_1",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": answer_text(body)}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22},
+    }
+    if not urlsplit(target).path.endswith("/chat/completions"):
+        status, payload = 404, {"error": {"message": f"no route {target}", "type": "NotFound", "code": "NotFound"}}
+    elif given != api_key:
+        status, payload = 401, {"error": {"message": "Incorrect API key.", "type": "invalid_api_key", "code": "401"}}
+    data = json.dumps(payload).encode()
+    return (f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
+            .encode() + data)
+
+
+async def serve_asyncio(latency_s: float, api_key: str, announce: Any = print) -> None:
+    """A lean asyncio chat-completions server on 127.0.0.1 for fan-out benchmarks: no thread per connection, so
+    1,000 requests in flight cost the server next to nothing. It answers every chat-completions route (no faults)."""
+    server = await asyncio.start_server(
+        lambda reader, writer: _serve_connection(reader, writer, latency_s, api_key), "127.0.0.1", 0, backlog=2048)
+    host, port = server.sockets[0].getsockname()[:2]
+    announce(f"http://{host}:{port}")
+    async with server:
+        await server.serve_forever()
+
+
 def main() -> None:
-    """Serve in a process of its own (benchmarks, the browser tests): prints the URL, then serves until killed."""
+    """Serve in a process of its own (benchmarks, the browser tests): prints the URL, then serves until killed.
+
+    `--asyncio` serves the lean asyncio server (serve_asyncio) instead of the threaded one."""
     import argparse
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--api-key", default=FakeChatServer.api_key)
+    parser.add_argument("--asyncio", action="store_true")
     args = parser.parse_args()
+    if args.asyncio:
+        asyncio.run(serve_asyncio(args.latency, args.api_key, functools.partial(print, flush=True)))
+        return
     server = FakeChatServer(latency_s=args.latency, api_key=args.api_key).start()
     print(server.url, flush=True)
     threading.Event().wait()

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.analysis import compare as compare_module
 from core.analysis.compare import (
+    MATRIX_MAX_RUNS,
     Fingerprints,
     Group,
     compare,
@@ -469,7 +471,8 @@ def test_compare_imports_nothing_beyond_the_standard_library_numpy_rapidfuzz_and
     names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     packages = {name.split(".")[0] for name in names}
-    assert packages <= {"__future__", "re", "collections", "dataclasses", "typing", "numpy", "rapidfuzz", "core"}
+    assert packages <= {"__future__", "re", "collections", "dataclasses", "functools", "itertools", "typing", "numpy",
+                        "rapidfuzz", "core"}
 
 
 def _batch(*texts: str | None) -> list[RunResult]:
@@ -510,3 +513,49 @@ def test_the_group_matrix_is_ordered_like_the_groups():
     matrix = comparison.group_matrix
     assert [row[k] for k, row in enumerate(matrix)] == [1.0, 1.0, 1.0]
     assert matrix[0][1] == 0.0 and matrix[0][2] == matrix[2][0] == 0.5
+
+
+def _run_level_reference(texts: list[str]) -> tuple[float, float, tuple[int, int], int]:
+    """Mean and min similarity, the most dissimilar pair and the run least like the modal one, from the run matrix."""
+    matrix = similarity_matrix(texts)
+    pairs = [(matrix[i][j], i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))]
+    off_diagonal = [value for i, row in enumerate(matrix) for j, value in enumerate(row) if i != j]
+    modal_run = texts.index(max(texts, key=lambda text: (texts.count(text), -texts.index(text))))
+    least_like_modal = min((value, k) for k, value in enumerate(matrix[modal_run]) if k != modal_run)[1]
+    return sum(off_diagonal) / len(off_diagonal), min(off_diagonal), min(pairs)[1:], least_like_modal
+
+
+@pytest.mark.parametrize("runs", [12, MATRIX_MAX_RUNS + 1, 140])
+def test_group_level_numbers_equal_the_run_by_run_ones(runs):
+    """Regression: the summary, the most dissimilar pair and the default pair come from the scores of distinct texts
+    (each scored once), and must equal what the N × N run matrix gives."""
+    rng = random.Random(runs)
+    answers = ["a b c d", "a b x d", "a y c", "q r s t u", "a b c d e"]
+    texts = [rng.choice(answers[: 2 + k % 4]) for k in range(runs)]
+    comparison = compare(_batch(*texts))
+    mean, lowest, pair, least_like_modal = _run_level_reference(texts)
+    assert comparison.summary.mean_similarity == pytest.approx(mean, abs=1e-12)
+    assert comparison.summary.min_similarity == lowest
+    assert comparison.most_dissimilar == pair
+    assert comparison.default_pair() == (comparison.groups[0].run_indices[0], least_like_modal)
+    assert comparison.matrix == (tuple(map(tuple, similarity_matrix(texts))) if runs <= MATRIX_MAX_RUNS else ())
+    assert comparison.matrix_runs == tuple(range(runs))
+    assert len(comparison.group_matrix) == len(comparison.groups) == comparison.summary.unique_outputs
+
+
+def test_each_distinct_text_is_tokenised_and_normalised_once(monkeypatch):
+    """Regression: 600 runs of 3 answers cost 3 tokenisations and 3 normalisations, not 600."""
+    calls = {"tokenize": 0, "normalised": 0}
+
+    def counted(name, func):
+        def wrapper(text):
+            calls[name] += 1
+            return func(text)
+        return wrapper
+
+    monkeypatch.setattr(compare_module, "tokenize", counted("tokenize", tokenize))
+    monkeypatch.setattr(compare_module, "normalised", counted("normalised", compare_module.normalised))
+    comparison = compare(_batch(*(["one two", "one three", "four"] * 200)))
+    assert comparison.summary.unique_outputs == 3
+    assert calls == {"tokenize": 3, "normalised": 3}
+    assert [comparison.letter(k) for k in range(4)] == ["A", "B", "C", "A"]

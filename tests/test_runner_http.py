@@ -8,14 +8,18 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import openai
 import pytest
 
 from core.backends import make_backend
+from core.backends.openai_chat import POOL_CONNECTIONS
 from core.models import BatchPlan, RunRequest
-from core.runner import iter_runs, run_batch, stream_requests, stream_runs
+from core.runner import Fanout, iter_runs, run_batch
 from core.settings import load_settings
+from tests.fakeserver import FakeChatServer, serve_asyncio
 
 DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                   temperature=0.1, seed=42, max_tokens=40)
@@ -123,6 +127,88 @@ def test_results_arrive_as_they_complete(fake_server, azure_settings):
     assert seen[0] == (0, False)  # with a cap of 1 the runs complete in order, the failure first
 
 
+# What the SDK adds per request whatever the path: its retry count and timeout are the same here; none vary.
+SDK_PATHS = [
+    ("azure", lambda url: {"OPENAI_API_BASE": url, "OPENAI_API_VERSION": "2024-06-01", "OPENAI_API_DEPLOY": "gpt-test"},
+     lambda url, key: openai.AsyncAzureOpenAI(azure_endpoint=url, azure_deployment="gpt-test",
+                                              api_version="2024-06-01", api_key=key, max_retries=0)),
+    ("openai", lambda url: {"OPENAI_BASE_URL": url + "/v1", "OPENAI_MODEL": "gpt-mini", "REPRO_BACKEND": "openai"},
+     lambda url, key: openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)),
+]
+
+
+@pytest.mark.parametrize("provider, environ, sdk_client", SDK_PATHS, ids=[path[0] for path in SDK_PATHS])
+@pytest.mark.parametrize("request_", [DEMO, RunRequest(prompt="Ünïcode “quotes” 🐼", temperature=1.0, logprobs=True)])
+def test_the_body_built_once_is_what_the_sdk_itself_sends(fake_server, provider, environ, sdk_client, request_):
+    """Regression: the lean path (one body per request, client.post) sends the bytes, route and headers that
+    chat.completions.create sends for the same parameters."""
+    settings = load_settings(environ={**environ(fake_server.url), "OPENAI_API_KEY": fake_server.api_key,
+                                      "REPRO_MAX_RETRIES": "0"}, dotenv_path=None)
+    backend = make_backend(settings)
+    [ours] = asyncio.run(run_batch(backend, request_, BatchPlan(1, 1)))
+    model = backend.info.model
+    params = {"model": model, "messages": request_.messages(), "temperature": request_.temperature,
+              "top_p": request_.top_p, "max_tokens": request_.max_tokens,
+              **({"seed": request_.seed} if request_.seed is not None else {}),
+              **({"logprobs": True, "top_logprobs": request_.top_logprobs} if request_.logprobs else {})}
+
+    async def through_the_sdk():
+        async with sdk_client(fake_server.url, fake_server.api_key) as client:
+            return await client.chat.completions.with_raw_response.create(**params)
+
+    asyncio.run(through_the_sdk())
+    lean, sdk = fake_server.received
+    assert ours.ok, ours.error
+    assert (lean.path, lean.query, lean.raw) == (sdk.path, sdk.query, sdk.raw)
+    assert {k: v for k, v in lean.headers.items() if k != "x-stainless-read-timeout"} == \
+        {k: v for k, v in sdk.headers.items() if k != "x-stainless-read-timeout"}
+
+
+def test_identical_requests_share_one_body_and_different_ones_do_not(fake_server, azure_settings):
+    """Regression: the body is built once per distinct request; a changed request is never sent a stale body."""
+    backend = make_backend(azure_settings)
+    run_twice = [run_batch(backend, DEMO, BatchPlan(5, 5)), run_batch(backend, replace(DEMO, seed=7), BatchPlan(2, 2))]
+    for batch in run_twice:
+        assert all(r.ok for r in asyncio.run(batch))
+    assert [r.body["seed"] for r in fake_server.received] == [42] * 5 + [7] * 2
+    assert backend._body.cache_info().misses == 2
+
+
+def test_many_runs_spread_over_small_pools_without_waiting_for_each_other(fake_server, azure_settings):
+    """Regression: runs beyond one client's pool get clients of their own instead of queueing for a connection."""
+    fake_server.latency_s = 0.3
+    runs = 2 * POOL_CONNECTIONS + 3
+    backend = make_backend(azure_settings)
+    results = asyncio.run(run_batch(backend, DEMO, BatchPlan(runs, runs)))
+    assert all(r.ok for r in results)
+    assert fake_server.peak_in_flight == runs  # all at once, not three rounds of one pool's connections
+    [lanes] = backend._lanes.values()
+    assert len(lanes.clients) == 3
+
+
+def test_the_asyncio_benchmark_server_answers_the_sdk_path():
+    """bench/fanout.py's lean asyncio server: every run of a batch answered after its latency, a wrong key refused."""
+    async def batch(key: str, runs: int) -> list:
+        url: list[str] = []
+        server = asyncio.ensure_future(serve_asyncio(0.2, FakeChatServer.api_key, url.append))
+        while not url:
+            await asyncio.sleep(0.01)
+        settings = load_settings(environ={"OPENAI_API_BASE": url[0], "OPENAI_API_VERSION": "2024-06-01",
+                                          "OPENAI_API_KEY": key, "OPENAI_API_DEPLOY": "gpt-test",
+                                          "REPRO_MAX_RETRIES": "0"}, dotenv_path=None)
+        try:
+            return await run_batch(make_backend(settings), DEMO, BatchPlan(runs, runs))
+        finally:
+            server.cancel()
+
+    started = time.perf_counter()
+    results = asyncio.run(batch(FakeChatServer.api_key, 30))
+    assert time.perf_counter() - started >= 0.2
+    assert all(r.ok for r in results) and len({r.text for r in results}) == 1
+    [refused] = asyncio.run(batch("not-the-key", 1))
+    assert refused.error.kind == "auth"
+
+
 @pytest.mark.parametrize("fault", ["429", "500", "503", "reset"])
 def test_transient_faults_are_retried_by_the_sdk(fake_server, azure_settings, fault):
     fake_server.faults.append(fault)
@@ -181,20 +267,23 @@ def test_logprobs_are_requested_and_parsed(fake_server, azure_settings):
     assert result.logprobs[0].top[0].token == result.logprobs[0].token
 
 
-def test_stream_runs_yields_live_and_closing_early_cancels_the_rest(fake_server, azure_settings):
+def test_fanout_runs_yields_live_and_closing_early_cancels_the_rest(fake_server, azure_settings):
     fake_server.latency_s = 0.2
-    results = stream_runs(make_backend(azure_settings), DEMO, BatchPlan(8, 2))
+    fanout = Fanout(None)
+    results = fanout.runs(make_backend(azure_settings), DEMO, BatchPlan(8, 2))
     first = next(results)
     assert first.ok
     results.close()
     time.sleep(0.6)
+    fanout.close()
     assert len(fake_server.received) <= 4  # 2 in flight + at most the 2 that replaced them; never all 8
 
 
 def test_different_requests_share_one_cap_and_keep_their_positions(fake_server, azure_settings):
     fake_server.latency_s = 0.2
     requests = [RunRequest(prompt="p", seed=seed, temperature=t) for seed, t in ((1, 0.0), (2, 0.5), (3, 1.0))] * 2
-    results = sorted(stream_requests(make_backend(azure_settings), requests, 4), key=lambda r: r.index)
+    with Fanout(None) as fanout:
+        results = sorted(fanout.requests(make_backend(azure_settings), requests, 4), key=lambda r: r.index)
     assert [r.index for r in results] == list(range(6))
     assert sorted((r.body["seed"], r.body["temperature"]) for r in fake_server.received) == sorted(
         (q.seed, q.temperature) for q in requests)
@@ -212,19 +301,20 @@ def test_a_deployment_that_rejects_logprobs_gets_the_run_again_without(fake_serv
     assert first.body["logprobs"] is True and "logprobs" not in second.body
 
 
-def test_a_process_wide_cap_holds_across_simultaneous_batches(fake_server, azure_settings):
+def test_a_fanouts_cap_holds_across_simultaneous_batches(fake_server, azure_settings):
     fake_server.latency_s = 0.15
-    backend = make_backend(azure_settings)
+    backend, fanout = make_backend(azure_settings), Fanout(5)
     counts = []
 
     def session():
-        counts.append(sum(r.ok for r in stream_runs(backend, DEMO, BatchPlan(8, 8), process_limit=5)))
+        counts.append(sum(r.ok for r in fanout.runs(backend, DEMO, BatchPlan(8, 8))))
 
     threads = [threading.Thread(target=session) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    fanout.close()
     assert counts == [8, 8, 8]
     assert fake_server.peak_in_flight == 5
 
@@ -233,18 +323,17 @@ SIMULTANEOUS_SESSIONS = """
 import sys, threading
 from core.backends import make_backend
 from core.models import BatchPlan, RunRequest
-from core.runner import stream_runs
+from core.runner import Fanout
 from core.settings import load_settings
 
 url, key = sys.argv[1], sys.argv[2]
 backend = make_backend(load_settings(environ={"OPENAI_API_BASE": url, "OPENAI_API_VERSION": "2024-06-01",
     "OPENAI_API_KEY": key, "OPENAI_API_DEPLOY": "gpt-test"}, dotenv_path=None))
-barrier, counts = threading.Barrier(10), []
+barrier, counts, fanout = threading.Barrier(10), [], Fanout(3)
 
 def session():
-    barrier.wait()  # every thread makes its first call into the runner at the same moment
-    counts.append(sum(r.ok for r in stream_runs(backend, RunRequest(prompt="p", seed=1), BatchPlan(6, 6),
-                                                process_limit=3)))
+    barrier.wait()  # every thread makes its first call into the fanout at the same moment
+    counts.append(sum(r.ok for r in fanout.runs(backend, RunRequest(prompt="p", seed=1), BatchPlan(6, 6))))
 
 threads = [threading.Thread(target=session) for _ in range(10)]
 [t.start() for t in threads]
@@ -267,7 +356,7 @@ def test_a_client_is_kept_per_live_event_loop_only(fake_server, azure_settings):
     backend = make_backend(azure_settings)
     for _ in range(3):
         asyncio.run(run_batch(backend, DEMO, BatchPlan(1, 1)))
-    assert len(backend._clients) == 1  # the last loop's; the closed loops' clients were let go
+    assert len(backend._lanes) == 1  # the last loop's clients; the closed loops' clients were let go
 
 
 def test_a_server_that_echoes_the_key_in_its_answer_is_scrubbed(fake_server, azure_settings):

@@ -4,7 +4,9 @@ the verdict. Pure functions over `RunResult`s; rapidfuzz scores every pair (toke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import functools
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from rapidfuzz.process import cdist
 from core.analysis.diff import Divergence, divergence, tokenize, word_count
 from core.models import RunResult
 
+MATRIX_MAX_RUNS = 50  # above this many runs, no run-by-run matrix: N² cells that group_matrix holds once per group
 _TOO_FEW = ("no successful runs: nothing to compare", "one successful run: nothing to compare it with")
 
 
@@ -46,32 +49,34 @@ def group_outputs(results: Iterable[RunResult], *, loose: bool = False) -> list[
     """Successful runs grouped by identical (or `normalised`) text, most frequent first, ties by lowest run index."""
     texts: dict[str, str] = {}
     runs: dict[str, list[int]] = {}
+    keys: dict[str, str] = {}  # each distinct text normalised once, however many runs share it
     for result in sorted(results, key=lambda result: result.index):
         if result.ok:
             text = result.text or ""
-            key = normalised(text) if loose else text
+            if loose and text not in keys:
+                keys[text] = normalised(text)
+            key = keys[text] if loose else text
             texts.setdefault(key, text)
             runs.setdefault(key, []).append(result.index)
     groups = [Group(texts[key], len(indices), tuple(indices)) for key, indices in runs.items()]
     return sorted(groups, key=lambda group: -group.count)
 
 
-def _scores(texts: Sequence[str], tokens_of: Callable[[str], list[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """The matrix over runs, and over the distinct texts in order of first appearance."""
-    # Identical outputs are common, so each distinct one is scored once; `queries is choices` halves the rest.
-    # Tokens become integer ids first: rapidfuzz compares integers without hashing each string again (~2-3x).
-    distinct = list(dict.fromkeys(texts))
-    position = {text: k for k, text in enumerate(distinct)}
-    ids: dict[str, int] = {}
-    tokens = [[ids.setdefault(token, len(ids)) for token in tokens_of(text)] for text in distinct]
-    scores = cdist(tokens, tokens, scorer=Indel.normalized_similarity, dtype=np.float64, workers=-1)
-    order = [position[text] for text in texts]
-    return scores[np.ix_(order, order)], scores
+def _pair_scores(token_lists: Sequence[Sequence[str]]) -> np.ndarray:
+    """The similarity of every pair of token lists (each distinct text once: the caller expands to runs)."""
+    # Tokens become integer ids first: rapidfuzz compares integers without hashing each string again (~2-3x);
+    # `queries is choices` lets cdist score each pair once.
+    ids = {token: k for k, token in enumerate(dict.fromkeys(itertools.chain.from_iterable(token_lists)))}
+    as_ids = [list(map(ids.__getitem__, tokens)) for tokens in token_lists]
+    return cdist(as_ids, as_ids, scorer=Indel.normalized_similarity, dtype=np.float64, workers=-1)
 
 
 def similarity_matrix(texts: Sequence[str]) -> list[list[float]]:
     """Normalised Indel similarity of every pair of token lists: 2 × longest common subsequence / total tokens."""
-    return _scores(texts, tokenize)[0].tolist()
+    distinct = list(dict.fromkeys(texts))
+    position = {text: k for k, text in enumerate(distinct)}
+    order = [position[text] for text in texts]
+    return _pair_scores([tokenize(text) for text in distinct])[np.ix_(order, order)].tolist()
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,10 @@ class Comparison:
     loose_groups: tuple[Group, ...]
     modal: str | None
     matrix: tuple[tuple[float, ...], ...]
-    """`matrix[i][j]` is the similarity of runs `matrix_runs[i]` and `matrix_runs[j]`."""
+    """`matrix[i][j]` is the similarity of runs `matrix_runs[i]` and `matrix_runs[j]`; empty above MATRIX_MAX_RUNS
+    successful runs, where `group_matrix` holds the same scores once per group."""
     matrix_runs: tuple[int, ...]
+    """The successful runs, by index."""
     most_dissimilar: tuple[int, int] | None
     """The two runs with the lowest similarity (the earliest such pair); None below two runs."""
     shared_prefix: str
@@ -148,10 +155,11 @@ class Comparison:
 
     def letter(self, run: int) -> str | None:
         """The run's group letter (A = the modal answer), or None for a failed run."""
-        for position, group in enumerate(self.groups):
-            if run in group.run_indices:
-                return group_letter(position)
-        return None
+        return self._letters.get(run)
+
+    @functools.cached_property
+    def _letters(self) -> dict[int, str]:
+        return {run: group_letter(position) for position, group in enumerate(self.groups) for run in group.run_indices}
 
     def fork(self, group: Group) -> Divergence | None:
         """Where the group's text leaves the shared path: another group's fork from the modal answer; the modal
@@ -167,33 +175,31 @@ class Comparison:
         """The modal group's first run and the run least similar to it (earliest on ties); None below two runs."""
         if len(self.matrix_runs) < 2:
             return None
-        modal_run = self.groups[0].run_indices[0]
-        row = self.matrix[self.matrix_runs.index(modal_run)]
-        others = (k for k, run in enumerate(self.matrix_runs) if run != modal_run)
-        return modal_run, self.matrix_runs[min(others, key=row.__getitem__)]
+        modal_runs = self.groups[0].run_indices
+        # The earliest run of each group stands for it; the modal group's own second run scores 1.
+        candidates = [(score, group.run_indices[0]) for score, group in zip(self.group_matrix[0][1:], self.groups[1:])]
+        return modal_runs[0], min(candidates + [(1.0, run) for run in modal_runs[1:2]])[1]
 
 
 def compare(results: Sequence[RunResult]) -> Comparison:
-    """Group, score and align the successful runs against the modal output; failed runs only count as errors."""
+    """Group, score and align the successful runs against the modal output; failed runs only count as errors.
+
+    Runs are grouped by their text first, and each distinct text is tokenised, scored and aligned once: the cost
+    follows the number of distinct answers, not of runs."""
     ok = sorted((result for result in results if result.ok), key=lambda result: result.index)
     n = len(ok)
     compared = n >= 2
-    texts = [result.text or "" for result in ok]
     runs = tuple(result.index for result in ok)
     groups = tuple(group_outputs(ok))
     modal = groups[0].text if groups else None
-    tokens = {text: tokenize(text) for text in dict.fromkeys(texts)}
+    tokens = {group.text: tokenize(group.text) for group in groups}  # distinct texts, in group order
     modal_tokens = tokens[modal] if modal is not None else []
     by_text = {text: divergence(text_tokens, modal_tokens) for text, text_tokens in tokens.items()}
     parted = [divergence for divergence in by_text.values() if divergence is not None]
     shared = modal_tokens[: min((d.token_index for d in parted), default=len(modal_tokens))] if compared else []
-
-    scores, distinct = _scores(texts, tokens.__getitem__)
-    first_seen = {text: k for k, text in enumerate(tokens)}  # `tokens` holds the distinct texts in _scores' order
-    by_group = [first_seen[group.text] for group in groups]
-    off_diagonal = scores[~np.eye(n, dtype=bool)]
-    upper = np.triu_indices(n, k=1)
-    worst = int(np.argmin(scores[upper])) if compared else None
+    scores = _pair_scores(list(tokens.values()))  # scores[a][b]: groups a and b
+    between = _between_groups(scores)
+    lowest = between.min(initial=1.0)  # two runs of one group score 1
     summary = Summary(
         runs=len(results),
         successful=n,
@@ -204,23 +210,49 @@ def compare(results: Sequence[RunResult]) -> Comparison:
         all_identical=compared and len(groups) == 1,
         first_divergence_word=min((d.word_index for d in parted), default=None),
         shared_prefix_words=word_count(shared) if compared else None,
-        mean_similarity=float(off_diagonal.mean()) if compared else None,
-        min_similarity=float(off_diagonal.min()) if compared else None,
+        mean_similarity=_mean_between_runs(scores, groups) if compared else None,
+        min_similarity=float(lowest) if compared else None,
         fingerprints=count_fingerprints(ok),
         note=None if compared else _TOO_FEW[n],
     )
+    group_of = {run: k for k, group in enumerate(groups) for run in group.run_indices}
+    order = [group_of[run] for run in runs]
     return Comparison(
         summary=summary,
         groups=groups,
         loose_groups=tuple(group_outputs(ok, loose=True)),
         modal=modal,
-        matrix=tuple(map(tuple, scores.tolist())),
+        matrix=tuple(map(tuple, scores[np.ix_(order, order)].tolist())) if n <= MATRIX_MAX_RUNS else (),
         matrix_runs=runs,
-        most_dissimilar=(runs[upper[0][worst]], runs[upper[1][worst]]) if worst is not None else None,
+        most_dissimilar=_most_dissimilar(between, lowest, groups) if compared else None,
         shared_prefix="".join(shared),
-        divergences={run: by_text[text] for run, text in zip(runs, texts)},
-        group_matrix=tuple(map(tuple, distinct[np.ix_(by_group, by_group)].tolist())),
+        divergences={run: by_text[groups[k].text] for run, k in zip(runs, order)},
+        group_matrix=tuple(map(tuple, scores.tolist())),
     )
+
+
+def _between_groups(scores: np.ndarray) -> np.ndarray:
+    """The scores with the diagonal (each group with itself) raised out of reach of any minimum."""
+    between = scores.copy()
+    np.fill_diagonal(between, np.inf)
+    return between
+
+
+def _mean_between_runs(scores: np.ndarray, groups: Sequence[Group]) -> float:
+    """The mean similarity over every pair of two different runs, from the scores of their groups."""
+    counts = np.array([group.count for group in groups], dtype=np.float64)
+    n = counts.sum()
+    # Σ over run pairs i ≠ j = Σ over group pairs of count_a × count_b × score, less each run with itself.
+    return float((counts @ scores @ counts - counts @ np.diag(scores)) / (n * (n - 1)))
+
+
+def _most_dissimilar(between: np.ndarray, lowest: float, groups: Sequence[Group]) -> tuple[int, int]:
+    """The two runs with the `lowest` similarity, the earliest pair (by first run, then second) among equals."""
+    if len(groups) == 1:
+        return groups[0].run_indices[0], groups[0].run_indices[1]
+    # Of two groups, the earliest pair of runs is their two first runs.
+    firsts = [group.run_indices[0] for group in groups]
+    return min(tuple(sorted((firsts[a], firsts[b]))) for a, b in zip(*np.nonzero(between == lowest)))
 
 
 def verdict(comparison: Comparison) -> str:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
+from openai.types.chat import ChatCompletion
 
 from core.backends.answers import read_completion, scrubbed
 from core.backends.registry import BackendSettings
@@ -21,6 +26,8 @@ from core.errors import BackendError, ConfigurationError
 from core.models import BackendInfo, Completion, RunError, RunRequest
 
 _attempts: contextvars.ContextVar[list[int]] = contextvars.ContextVar("attempts")
+# Connections per SDK client (see _Lanes); 4 to 25 measured within 10 % of each other in CPU per request at N=1,000.
+POOL_CONNECTIONS = 8
 _NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e]")  # what an HTTP header value may not hold: controls and non-ASCII
 
 
@@ -36,36 +43,34 @@ class OpenAIChatBackend:
         self._model = model
         self._settings = settings
         self._hints = hints
-        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        self._lanes: dict[asyncio.AbstractEventLoop, _Lanes] = {}
+        # N identical requests share one body: built once, not converted again by the SDK for each of them.
+        self._body = functools.lru_cache(maxsize=64)(self._params)
 
-    def _client(self) -> openai.AsyncOpenAI:
-        """One client per event loop: the SDK's async client must live in the loop that uses it."""
+    def _lanes_of_this_loop(self) -> _Lanes:
+        """One set of clients per event loop: the SDK's async client must live in the loop that uses it."""
         loop = asyncio.get_running_loop()
         # A client holds its loop through its connections, so a weak mapping would never let go: drop closed ones.
-        self._clients = {known: client for known, client in self._clients.items() if not known.is_closed()}
-        client = self._clients.get(loop)
-        if client is None:
-            http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [_count_attempt]})
-            client = self._make_client(
-                timeout=self._settings.timeout_s, max_retries=self._settings.max_retries, http_client=http_client
-            )
-            self._clients[loop] = client
-        return client
+        self._lanes = {known: lanes for known, lanes in self._lanes.items() if not known.is_closed()}
+        lanes = self._lanes.get(loop)
+        if lanes is None:
+            lanes = self._lanes[loop] = _Lanes(self._new_client)
+        return lanes
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        http_client = openai.DefaultAsyncHttpxClient(
+            event_hooks={"request": [_count_attempt]}, verify=_tls_context(),
+            limits=httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS))
+        return self._make_client(
+            timeout=self._settings.timeout_s, max_retries=self._settings.max_retries, http_client=http_client)
 
     def _params(self, request: RunRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": self._model,
-            "messages": request.messages(),
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "max_tokens": request.max_tokens,
-        }
-        if request.seed is not None:
-            params["seed"] = request.seed
-        if request.logprobs:
-            params["logprobs"] = True
-            params["top_logprobs"] = request.top_logprobs
-        return params
+        """The request body, its keys in the order chat.completions.create writes them, so the bytes match too."""
+        logprobs = {"logprobs": True} if request.logprobs else {}
+        seed = {"seed": request.seed} if request.seed is not None else {}
+        top_logprobs = {"top_logprobs": request.top_logprobs} if request.logprobs else {}
+        return {"model": self._model, "messages": request.messages(), **logprobs, "max_tokens": request.max_tokens,
+                **seed, "temperature": request.temperature, **top_logprobs, "top_p": request.top_p}
 
     async def complete(self, request: RunRequest) -> Completion:
         """Send one request; what the server sent back is scrubbed here, in an answer and in an error alike."""
@@ -89,7 +94,7 @@ class OpenAIChatBackend:
         attempts = [0]
         _attempts.set(attempts)
         try:
-            raw = await self._client().chat.completions.with_raw_response.create(**self._params(request))
+            raw = await self._post(request)
             body = raw.text
             parsed = raw.parse()
         except openai.OpenAIError as exc:
@@ -103,6 +108,17 @@ class OpenAIChatBackend:
         except (AttributeError, LookupError, TypeError) as exc:  # JSON, but not shaped like a chat completion
             raise BackendError(RunError("malformed", "The server's answer did not match the chat-completions "
                                                      f"format ({type(exc).__name__}: {exc}).")) from None
+
+    async def _post(self, request: RunRequest) -> Any:
+        """The SDK's own post, as chat.completions.with_raw_response.create makes it, minus converting the same
+        parameters again for each identical request; on a client with a free connection."""
+        lanes = self._lanes_of_this_loop()
+        lane = lanes.take()
+        try:
+            return await lanes.clients[lane].post("/chat/completions", cast_to=ChatCompletion,
+                                                  body=self._body(request), options=_raw_chat_options())
+        finally:
+            lanes.give_back(lane)
 
     def _translate(self, exc: openai.OpenAIError, retries: int) -> RunError:
         """SDK errors become RunErrors once, here: a kind and the fix (complete() scrubs what the server said)."""
@@ -130,6 +146,39 @@ class OpenAIChatBackend:
         else:
             kind, message = "unexpected", f"{type(exc).__name__}: {exc}"
         return RunError(kind, message.strip(), status)
+
+
+class _Lanes:
+    """SDK clients of POOL_CONNECTIONS connections each, one more whenever every pool is full.
+
+    httpcore looks at every connection of its pool on each request and on each response's close, so one pool of N
+    connections costs N² checks in a batch of N; small pools keep that constant per request."""
+
+    def __init__(self, new_client: Callable[[], openai.AsyncOpenAI]):
+        self._new_client = new_client
+        self.clients: list[openai.AsyncOpenAI] = []
+        self._free: list[int] = []  # a client's position once for each of its free connections
+
+    def take(self) -> int:
+        """The position of a client with a free connection, held until `give_back`."""
+        if not self._free:
+            self.clients.append(self._new_client())
+            self._free.extend([len(self.clients) - 1] * POOL_CONNECTIONS)
+        return self._free.pop()
+
+    def give_back(self, lane: int) -> None:
+        self._free.append(lane)
+
+
+def _raw_chat_options() -> openai.RequestOptions:
+    """What chat.completions.with_raw_response.create passes to post: the key's header, the raw answer kept."""
+    return {"headers": {RAW_RESPONSE_HEADER: "true"}, "security": {"bearer_auth": True}}
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, made once: loading the CA bundle for each client costs ~40 ms."""
+    return httpx2.create_ssl_context()
 
 
 async def _count_attempt(request: Any) -> None:
