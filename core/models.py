@@ -13,7 +13,7 @@ from typing import Any
 from core.errors import InvalidRequest
 
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
-MAX_RUNS = 100
+MAX_RUNS = 1000
 MAX_SWEEP_REQUESTS = 2000
 MAX_PROMPT_CHARS = 32_000
 MAX_TOKENS_LIMIT = 16_384

@@ -33,7 +33,8 @@ CORPUS = {
                              "got 9223372036854775808.",
     "seed-2-63.json": "experiment.request.seed must be a whole number from -9,223,372,036,854,775,808 to "
                       "9,223,372,036,854,775,807, got 9223372036854775808.",
-    "runs-planned-2-63.json": "experiment.runs_planned must be a whole number from 1 to 100, got 9223372036854775808.",
+    "runs-planned-2-63.json": f"experiment.runs_planned must be a whole number from 1 to {MAX_RUNS:,}, "
+                              "got 9223372036854775808.",
     "status-beyond-integer.json": "experiment.runs[0].error.status must be a whole number from 0 to 2,147,483,647, "
                                   "got 2147483648.",
     "negative-retries.json": "experiment.runs[0].retries must be a whole number from 0 to 2,147,483,647, got -1.",
@@ -66,8 +67,9 @@ def generated() -> dict[str, tuple[bytes, str]]:
         "nested 100,000 deep": (deep, "The file nests lists and objects 100,001 deep"),
         "over 20 MB": (b" " * (MAX_IMPORT_BYTES + 1) + json.dumps(VALID).encode(),
                        "The file is over the 20 MB an import may have (20,971,520 bytes)."),
-        "101 runs": (json.dumps(changed(runs_planned=MAX_RUNS, runs=[{"index": k} for k in range(101)])).encode(),
-                     "experiment.runs has 101 items; the limit is 100."),
+        "too many runs": (json.dumps(changed(runs_planned=MAX_RUNS,
+                                             runs=[{"index": k} for k in range(MAX_RUNS + 1)])).encode(),
+                          f"experiment.runs has {MAX_RUNS + 1:,} items; the limit is {MAX_RUNS:,}."),
         "a 200,001-character answer": (json.dumps(changed(runs=[{"text": "x" * (MAX_TEXT_CHARS + 1)}])).encode(),
                                        "experiment.runs[0].text has 200,001 characters; the limit is 200,000."),
         "a raw body over 1,000,000": (json.dumps(changed(runs=[{"raw": "x" * (MAX_RAW_CHARS + 1)}])).encode(),

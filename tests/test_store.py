@@ -85,6 +85,21 @@ def test_runs_are_idempotent_per_index_and_incomplete_until_finished(store):
     assert store.get(experiment_id).complete
 
 
+def test_runs_of_several_experiments_are_added_and_finished_in_one_transaction(store):
+    first, second = (store.create(REQUEST, BACKEND, 2) for _ in range(2))
+    store.add_runs([(first, OK), (second, OK), (first, FAILED), (first, dataclasses.replace(OK, text="a copy"))],
+                   finished=[first])
+    assert (store.get(first).runs, store.get(first).complete) == ((OK, FAILED), True)
+    assert (store.get(second).runs, store.get(second).complete) == ((OK,), False)
+
+
+def test_a_group_the_database_refuses_is_saved_not_in_part(store):
+    experiment_id = store.create(REQUEST, BACKEND, 3)
+    with pytest.raises(StorageError, match="The history database.* failed"):
+        store.add_runs([(experiment_id, OK), ("no-such-experiment", FAILED)], finished=[experiment_id])
+    assert (store.get(experiment_id).runs, store.get(experiment_id).complete) == ((), False)
+
+
 def test_get_unknown_is_none(store):
     assert store.get("nope") is None
 

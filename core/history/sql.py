@@ -33,6 +33,7 @@ _ADD_EXPERIMENT = (f"INSERT INTO experiments ({', '.join(_EXPERIMENT_COLUMNS)}) 
                    f"VALUES (?{', ?' * (len(_EXPERIMENT_COLUMNS) - 1)})")
 _ADD_RUN = (f"INSERT INTO runs (experiment_id, {', '.join(_RUN_COLUMNS)}) VALUES (?{', ?' * len(_RUN_COLUMNS)}) "
             "ON CONFLICT (experiment_id, run_index) DO NOTHING")
+_FINISH = "UPDATE experiments SET complete = ? WHERE id = ?"
 _SEARCHED = ("prompt", "system", "model")
 
 
@@ -120,8 +121,11 @@ class SQLStore(Store):
     def _lock_schema(self, conn: Any) -> None:
         """Begin a transaction no other process can migrate in at the same time."""
 
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self._placeholder)
+
     def _execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
-        return conn.execute(sql.replace("?", self._placeholder), params)
+        return conn.execute(self._sql(sql), params)
 
     def _migrate(self) -> None:
         with self._connect() as conn:
@@ -149,17 +153,25 @@ class SQLStore(Store):
         experiment_id = uuid.uuid4().hex
         with self._connect() as conn:
             self._execute(conn, _ADD_EXPERIMENT, _experiment_values(experiment_id, experiment))
-            for run in experiment.runs:
-                self._execute(conn, _ADD_RUN, (experiment_id, *_run_values(run)))
+            self._insert_runs(conn, [(experiment_id, run) for run in experiment.runs])
         return experiment_id
 
     def add_run(self, experiment_id: str, result: RunResult) -> None:
+        self.add_runs([(experiment_id, result)])
+
+    def add_runs(self, runs: Sequence[tuple[str, RunResult]], *, finished: Sequence[str] = ()) -> None:
         with self._connect() as conn:
-            self._execute(conn, _ADD_RUN, (experiment_id, *_run_values(result)))
+            self._insert_runs(conn, runs)
+            conn.cursor().executemany(self._sql(_FINISH), [(True, experiment_id) for experiment_id in finished])
+
+    def _insert_runs(self, conn: Any, runs: Sequence[tuple[str, RunResult]]) -> None:
+        """Every run in one statement sent with many rows (psycopg pipelines them: one round trip, not one a row)."""
+        conn.cursor().executemany(self._sql(_ADD_RUN), [(experiment_id, *_run_values(run))
+                                                        for experiment_id, run in runs])
 
     def finish(self, experiment_id: str) -> None:
         with self._connect() as conn:
-            self._execute(conn, "UPDATE experiments SET complete = ? WHERE id = ?", (True, experiment_id))
+            self._execute(conn, _FINISH, (True, experiment_id))
 
     def get(self, experiment_id: str) -> Experiment | None:
         found = self._experiments("id = ?", (experiment_id,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Protocol
 
 from core.models import BackendInfo, RunRequest, RunResult
@@ -59,6 +60,10 @@ class Store(Protocol):
 
     def add_run(self, experiment_id: str, result: RunResult) -> None:
         """Save one run; a second run with the same index is ignored."""
+
+    def add_runs(self, runs: Sequence[tuple[str, RunResult]], *, finished: Sequence[str] = ()) -> None:
+        """Save runs (each with its experiment's id) and mark the `finished` experiments complete, in one
+        transaction: all of it or nothing. A run whose index its experiment already has is ignored."""
 
     def finish(self, experiment_id: str) -> None:
         """Mark the experiment complete: every planned run has arrived."""
