@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.backends.local import LocalBackend  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
-from core.runner import stream_requests, stream_runs  # noqa: E402
+from core.runner import Fanout  # noqa: E402
 
+FANOUT = Fanout(None)  # one loop for every batch of the script, as a command has
 CLASSIC = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                      temperature=0.1)
 
@@ -35,14 +36,14 @@ def timed(work) -> tuple[list, float]:
 def classic_new(backend: LocalBackend, request: RunRequest, runs: int) -> list:
     """Both scenarios at once, as the Seed vs no seed page sends them."""
     requests = [request] * runs + [replace(request, seed=42)] * runs
-    return sorted(stream_requests(backend, requests, len(requests)), key=lambda r: r.index)
+    return sorted(FANOUT.requests(backend, requests, len(requests)), key=lambda r: r.index)
 
 
 def classic_old(backend: LocalBackend, request: RunRequest, runs: int) -> list:
     """The scenarios one after the other, each run decoded alone."""
     results = []
     for seed in (None, 42):
-        results += sorted(stream_runs(backend, replace(request, seed=seed), BatchPlan(runs, runs)),
+        results += sorted(FANOUT.runs(backend, replace(request, seed=seed), BatchPlan(runs, runs)),
                           key=lambda r: r.index)
     return results
 
@@ -80,13 +81,13 @@ def main() -> None:
         print(f"the old way (one scenario after the other, every run alone): {figures['classic_old_s']:.1f} s "
               f"= {figures['classic_speedup']}x slower; seeded texts byte-identical to the batched ones: {same}")
 
-    large, figures["n50_s"] = timed(lambda: list(stream_runs(batched, replace(request, seed=42),
+    large, figures["n50_s"] = timed(lambda: list(FANOUT.runs(batched, replace(request, seed=42),
                                                              BatchPlan(args.n, args.n))))
     figures["n50_unique"] = len({r.text for r in large if r.ok})
     print(f"N={args.n}, seed 42, batched: {figures['n50_s']:.1f} s, {figures['n50_unique']} distinct")
 
     cache = LocalBackend(mode="cache")
-    cached = sorted(stream_runs(cache, replace(request, seed=42), BatchPlan(4, 4)), key=lambda r: r.index)
+    cached = sorted(FANOUT.runs(cache, replace(request, seed=42), BatchPlan(4, 4)), key=lambda r: r.index)
     texts = [r.text for r in cached]
     figures["cache_mode_first_differs"] = texts[0] != texts[1] and len(set(texts[1:])) == 1
     print(f"cache mode, 4 runs: the first answer differs and the rest agree: {figures['cache_mode_first_differs']}")

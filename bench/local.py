@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.backends.batched import llama_seed  # noqa: E402
 from core.backends.local import LocalBackend  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
-from core.runner import stream_runs  # noqa: E402
+from core.runner import Fanout  # noqa: E402
 
+FANOUT = Fanout(None)  # one loop for every batch of the script, as a command has
 PROMPT = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                     temperature=0.1, seed=42)
 
@@ -35,7 +36,7 @@ def timed(work):
 
 def through_backend(backend: LocalBackend, request: RunRequest) -> tuple[int, str]:
     """One request through the runner, as the app sends it: (completion tokens, text)."""
-    [result] = list(stream_runs(backend, request, BatchPlan(1, 1)))
+    [result] = list(FANOUT.runs(backend, request, BatchPlan(1, 1)))
     assert result.ok, result.error
     return result.usage.completion_tokens, result.text
 
@@ -89,7 +90,7 @@ def batched_versus_single(backend: LocalBackend, request: RunRequest, runs: int,
     times: dict[str, list[tuple[float, float]]] = {"single": [], "batched": [], "one": [], "shared": []}
     texts: dict[str, list[str]] = {}
     work = {
-        "single": lambda: [r.text for r in stream_runs(backend, request, BatchPlan(runs, 1))],
+        "single": lambda: [r.text for r in FANOUT.runs(backend, request, BatchPlan(runs, 1))],
         "batched": lambda: [r.text for r in decoder.generate(request, seeds)],
         "one": lambda: [r.text for r in decoder.generate(request, seeds[:1])],
         "shared": lambda: [r.text for r in decoder.generate(request, seeds, shared_cells=True)],

@@ -23,7 +23,7 @@ from core.analysis.compare import normalised, similarity_matrix
 from core.analysis.diff import first_divergence
 from core.errors import InvalidRequest, UnknownExperiment
 from core.models import MAX_RUNS, BackendInfo, BatchPlan, RunRequest, RunResult, is_integer
-from core.runner import stream_requests
+from core.runner import Fanout
 from core.history import Experiment, Store, strict_json
 from core.history.archive import decode, parse_document
 from core.suite import SuiteRun, load_suite_run, short_label
@@ -296,9 +296,10 @@ def _backend_drift(contract: Contract, info: BackendInfo) -> tuple[Drift, ...]:
                                                       f"this check ran on {info.label}"),)
 
 
-def check(contract: Contract, backend: Backend, runs: int | None = None, *, concurrency: int = 10,
-          process_limit: int | None = None) -> CheckReport:
-    """Every request of the contract again (`runs` times each, or as many as its baseline), all under one cap."""
+def check(fanout: Fanout, contract: Contract, backend: Backend, runs: int | None = None, *,
+          concurrency: int = 10) -> CheckReport:
+    """Every request of the contract again (`runs` times each, or as many as its baseline), all under one cap (and
+    `fanout`'s)."""
     counts = [item.runs if runs is None else runs for item in contract.items]
     BatchPlan(max(counts), concurrency)
     if sum(counts) > MAX_SWEEP_REQUESTS:
@@ -307,7 +308,7 @@ def check(contract: Contract, backend: Backend, runs: int | None = None, *, conc
     owners = [position for position, count in enumerate(counts) for _ in range(count)]
     requests = [contract.items[position].request for position in owners]
     gathered: list[list[RunResult]] = [[] for _ in contract.items]
-    with contextlib.closing(stream_requests(backend, requests, concurrency, process_limit)) as results:
+    with contextlib.closing(fanout.requests(backend, requests, concurrency)) as results:
         for result in results:
             gathered[owners[result.index]].append(result)
     tolerance = Tolerance.parse(contract.tolerance)

@@ -21,9 +21,8 @@ from core.backends import Backend
 from core.errors import InvalidRequest, UnknownExperiment
 from core.history import Store
 from core.history.recorder import Recording, record_children
-from core.models import BackendInfo, BatchPlan, RunRequest, RunResult, is_number
-from core.runner import stream_groups
-from core.models import MAX_SWEEP_REQUESTS
+from core.models import MAX_SWEEP_REQUESTS, BackendInfo, BatchPlan, RunRequest, RunResult, is_number
+from core.runner import Arrivals, Fanout
 from core.sweep import CHARS_PER_TOKEN
 
 SUITE_FIELDS = ("name", "prompt", "system", "expected", "extractor")
@@ -183,11 +182,10 @@ class SuitePlan:
         return asdict(self)
 
 
-def stream_suite(backend: Backend, suite: Suite, plan: SuitePlan,
-                 process_limit: int | None = None) -> Iterator[tuple[int, RunResult]]:
+def stream_suite(fanout: Fanout, backend: Backend, suite: Suite, plan: SuitePlan) -> Arrivals[tuple[int, RunResult]]:
     """Each result as it completes with its prompt's position, indexed within the prompt; all prompts share one cap
-    (and `process_limit`, core.runner.stream_requests' cap across the process). Closing early cancels the rest."""
-    yield from stream_groups(backend, plan.requests(suite), plan.runs, plan.concurrency, process_limit)
+    (and `fanout`'s). Closing early cancels the rest."""
+    return fanout.groups(backend, plan.requests(suite), plan.runs, plan.concurrency)
 
 
 @dataclass(frozen=True)
@@ -217,11 +215,11 @@ class SuiteRun:
                 "summary": self.summary().to_dict()}
 
 
-def run_suite(backend: Backend, suite: Suite, plan: SuitePlan,
+def run_suite(fanout: Fanout, backend: Backend, suite: Suite, plan: SuitePlan,
               on_result: Callable[[int, RunResult], None] | None = None) -> SuiteRun:
     """stream_suite to the end; `on_result` sees each result (with its prompt's position) the moment it arrives."""
     def pairs() -> Iterator[tuple[int, RunResult]]:
-        for position, result in stream_suite(backend, suite, plan):
+        for position, result in stream_suite(fanout, backend, suite, plan):
             if on_result:
                 on_result(position, result)
             yield position, result
@@ -229,8 +227,8 @@ def run_suite(backend: Backend, suite: Suite, plan: SuitePlan,
     return SuiteRun.collect(suite, plan, backend.info, pairs())
 
 
-def record_suite(store: Store, backend: Backend, suite: Suite, plan: SuitePlan, *,
-                 process_limit: int | None = None) -> Recording[tuple[int, RunResult]]:
+def record_suite(store: Store, fanout: Fanout, backend: Backend, suite: Suite,
+                 plan: SuitePlan) -> Recording[tuple[int, RunResult]]:
     """Save a suite run as one history item (kind "suite"; the suite and plan in its meta) with a child experiment
     per prompt; each run is saved to its prompt the moment it arrives, a prompt complete once all its runs have."""
     heading = SuitePrompt(f"Suite {suite.name}: {len(suite.prompts)} prompts")
@@ -239,7 +237,7 @@ def record_suite(store: Store, backend: Backend, suite: Suite, plan: SuitePlan, 
     children = {position: store.create(plan.request(prompt), backend.info, plan.runs, parent_id=suite_id,
                                        meta={"prompt": position, "label": prompt.label})
                 for position, prompt in enumerate(suite.prompts)}
-    return record_children(store, suite_id, children, plan.runs, stream_suite(backend, suite, plan, process_limit))
+    return record_children(store, suite_id, children, plan.runs, stream_suite(fanout, backend, suite, plan))
 
 
 def load_suite_run(store: Store, suite_id: str) -> SuiteRun:

@@ -6,7 +6,6 @@ chart rows are pure functions of the results.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -14,10 +13,11 @@ from typing import Any
 
 from core.backends import Backend
 from core.analysis.compare import compare
+from core.analysis.statistics import pairwise_agreement
 from core.errors import InvalidRequest
 from core.models import (MAX_RUNS, MAX_SWEEP_REQUESTS, SEED_MAX, SEED_MIN, RunRequest, RunResult, is_integer, is_number,
                          parse_seed)
-from core.runner import stream_groups
+from core.runner import Arrivals, Fanout
 
 CHARS_PER_TOKEN = 4
 
@@ -131,16 +131,14 @@ class SweepPlan:
         return asdict(self)
 
 
-def stream_sweep(backend: Backend, base: RunRequest, plan: SweepPlan,
-                 process_limit: int | None = None) -> Iterator[tuple[Cell, RunResult]]:
-    """Each result as it completes with its cell, indexed within the cell; closing early cancels the runs in flight.
-    `process_limit` is core.runner.stream_requests' cap shared by every batch of the process."""
+def stream_sweep(fanout: Fanout, backend: Backend, base: RunRequest,
+                 plan: SweepPlan) -> Arrivals[tuple[Cell, RunResult]]:
+    """Each result as it completes with its cell, indexed within the cell, within `fanout`'s cap; closing early
+    cancels the runs in flight."""
     cells = plan.cells(base)
     # Queued cell by cell, so under a small cap whole cells finish early and their diff views can open.
-    grouped = stream_groups(backend, [cell.request for cell in cells], plan.runs, plan.concurrency, process_limit)
-    with contextlib.closing(grouped):
-        for position, result in grouped:
-            yield cells[position], result
+    grouped = fanout.groups(backend, [cell.request for cell in cells], plan.runs, plan.concurrency)
+    return grouped.map(lambda pair: (cells[pair[0]], pair[1]))
 
 
 @dataclass(frozen=True)
@@ -156,6 +154,8 @@ class CellSummary:
     identical_rate: float | None
     first_divergence_word: int | None
     mean_similarity: float | None
+    pairwise_agreement: float | None = None
+    """The share of pairs of successful runs that are identical: 0 when all differ, where identical_rate is 1/N."""
 
     @property
     def series(self) -> str:
@@ -169,7 +169,8 @@ def summarize_sweep(cells_results: Mapping[Cell, Sequence[RunResult]]) -> list[C
     """`core.analysis.compare.compare` on each cell's runs, in the mapping's order."""
     summaries = []
     for cell, results in cells_results.items():
-        summary = compare(results).summary
+        compared = compare(results)
+        summary = compared.summary
         summaries.append(CellSummary(
             temperature=cell.temperature,
             seed=cell.seed,
@@ -180,15 +181,16 @@ def summarize_sweep(cells_results: Mapping[Cell, Sequence[RunResult]]) -> list[C
             identical_rate=summary.identical_rate,
             first_divergence_word=summary.first_divergence_word,
             mean_similarity=summary.mean_similarity,
+            pairwise_agreement=pairwise_agreement([group.count for group in compared.groups]),
         ))
     return summaries
 
 
 def chart_rows(summaries: Iterable[CellSummary]) -> list[dict[str, Any]]:
     """Long-form rows, one line per series against temperature; None where a cell has too few successful runs."""
-    # identical_rate needs two successful runs, unique_outputs one. Altair sends None as null and Vega-Lite leaves
-    # null points out (its default `invalid: "filter"`), so the line joins its measured neighbours instead of
-    # dropping to zero; the table still lists the cell.
+    # identical_rate and pairwise_agreement need two successful runs, unique_outputs one. Altair sends None as null
+    # and Vega-Lite leaves null points out (its default `invalid: "filter"`), so the line joins its measured
+    # neighbours instead of dropping to zero; the table still lists the cell.
     ordered = list(summaries)
     series = list(dict.fromkeys(s.series for s in ordered))
     ordered.sort(key=lambda s: (series.index(s.series), s.temperature))
@@ -197,6 +199,7 @@ def chart_rows(summaries: Iterable[CellSummary]) -> list[dict[str, Any]]:
             "temperature": s.temperature,
             "series": s.series,
             "identical_rate": s.identical_rate,
+            "pairwise_agreement": s.pairwise_agreement,
             "unique_outputs": s.unique_outputs if s.successful else None,
             "successful": s.successful,
             "label": s.label,
@@ -238,11 +241,11 @@ class SweepResult:
         }
 
 
-def run_sweep(backend: Backend, base: RunRequest, plan: SweepPlan,
+def run_sweep(fanout: Fanout, backend: Backend, base: RunRequest, plan: SweepPlan,
               on_result: Callable[[Cell, RunResult], None] | None = None) -> SweepResult:
     """stream_sweep to the end; `on_result` sees each result the moment it arrives."""
     def pairs() -> Iterator[tuple[Cell, RunResult]]:
-        for cell, result in stream_sweep(backend, base, plan):
+        for cell, result in stream_sweep(fanout, backend, base, plan):
             if on_result:
                 on_result(cell, result)
             yield cell, result

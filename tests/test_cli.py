@@ -77,7 +77,8 @@ def test_all_runs_failing_exits_3_without_the_key(fake_server, azure_env, tmp_pa
 @pytest.mark.parametrize("args, message", [
     (["--prompt", " "], "prompt is empty"),
     (["--prompt", "p", "--temperature", "3"], "outside 0–2"),
-    (["--prompt", "p", "--runs", "500"], "runs must be"),
+    (["--prompt", "p", "--runs", "1001"], "runs must be a whole number from 1 to 1000, got 1001"),
+    (["--prompt", "p", "--runs", "1000", "--backend", "compatible"], "COMPATIBLE_BASE_URL"),  # 1,000 runs pass
     (["--prompt", "p", "--seed", "99999999999999999999"], "signed 64-bit"),
     (["--prompt", "p", "--backend", "compatible"], "COMPATIBLE_BASE_URL"),
 ])
@@ -270,11 +271,12 @@ def test_a_history_that_fills_up_says_exactly_how_many_runs_it_kept(fake_server,
     fill_after(tmp_path / "history.sqlite3", 3)
     done = cli("run", "--prompt", "p", "--runs", "20", "--concurrency", "4", env=azure_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    found = re.search(r"^saved 3 of 20 runs as (\w+); the rest were not saved: The history database failed: "
+    found = re.search(r"^saved (\d) of 20 runs as (\w+); the rest were not saved: The history database failed: "
                       r"IntegrityError: database or disk is full$", done.stdout, re.MULTILINE)
     assert found, done.stdout
     assert "saved as" not in done.stdout
-    assert len(SQLiteStore(tmp_path / "history.sqlite3").get(found[1]).runs) == 3
+    # Runs that arrive together are written together, so the group that overflowed is kept whole or not at all.
+    assert len(SQLiteStore(tmp_path / "history.sqlite3").get(found[2]).runs) == int(found[1]) <= 3
 
     as_json = cli("run", "--prompt", "p", "--runs", "5", "--json", env=azure_env, cwd=tmp_path)
     experiment = json.loads(as_json.stdout)["experiment"]
@@ -287,7 +289,10 @@ def test_a_sweep_that_fills_the_history_says_so_too(fake_server, azure_env, tmp_
     fill_after(tmp_path / "history.sqlite3", 5)
     done = cli("sweep", "--prompt", "p", "--temperatures", "0,1", "--seeds", "7", "--runs", "4",
                env=azure_env, cwd=tmp_path)
-    assert re.search(r"^saved 5 of 8 runs as \w+; the rest were not saved: ", done.stdout, re.MULTILINE), done.stdout
+    found = re.search(r"^saved (\d) of 8 runs as (\w+); the rest were not saved: ", done.stdout, re.MULTILINE)
+    assert found, done.stdout
+    cells = SQLiteStore(tmp_path / "history.sqlite3").children(found[2])
+    assert sum(len(cell.runs) for cell in cells) == int(found[1]) <= 5
 
 
 def no_constants(name: str):

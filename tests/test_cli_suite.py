@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from core.models import MAX_RUNS
 from tests.test_cli import cli
 
 SCRIPT = {  # prompt → the answers of runs 1, 2 and 3; every prompt expects 4
@@ -206,7 +207,7 @@ def test_a_contract_from_a_suite_run_now_is_checked_on_answers(fake_server, azur
     (["baseline", "save", "-o", "c.json"], "one of the arguments experiment_id --suite is required"),
     (["check", "missing.json"], "contract file missing.json cannot be read"),
     (["check", "bad.json"], "The file is not JSON"),
-    (["check", "contract.json", "--runs", "0"], "runs must be a whole number from 1 to 100"),
+    (["check", "contract.json", "--runs", "0"], f"runs must be a whole number from 1 to {MAX_RUNS}"),
 ])
 def test_contract_mistakes_exit_2_and_send_nothing(fake_server, azure_env, tmp_path, args, message):
     (tmp_path / "bad.json").write_text("{not json")

@@ -14,11 +14,18 @@ from core.backends import make_backend
 from core.errors import InvalidRequest, UnknownExperiment
 from core.models import RunError, RunRequest
 from core.history.sqlite import SQLiteStore
+from core.runner import Fanout
 from core.suite import SuitePlan, load_suite, load_suite_run, parse_suite, record_suite, run_suite
 from tests.fakeserver import answer_text
 from tests.scripted import ScriptedBackend
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+@pytest.fixture(scope="module")
+def fanout():
+    with Fanout(None) as fanout:
+        yield fanout
 
 
 def jsonl(*rows: dict) -> str:
@@ -130,7 +137,7 @@ def test_a_plan_names_the_sampling_value_that_is_wrong_and_caps_the_total():
         SuitePlan(runs=100).requests(suite)
 
 
-def test_seeded_suite_on_the_loopback_server_all_prompts_in_parallel(fake_server, azure_settings):
+def test_seeded_suite_on_the_loopback_server_all_prompts_in_parallel(fanout, fake_server, azure_settings):
     fake_server.latency_s = 0.05
     # The loopback server answers a seed and messages with the same words every time; the first is known ahead.
     first_word = answer_text({"seed": 42, "max_tokens": 12,
@@ -139,7 +146,7 @@ def test_seeded_suite_on_the_loopback_server_all_prompts_in_parallel(fake_server
                               {"prompt": "Tell another.", "extractor": "regex:^(\\w+)", "expected": "nonsense"},
                               {"prompt": "And one more."}), "seeded.jsonl")
     plan = SuitePlan(runs=3, concurrency=4, temperature=0.7, max_tokens=12, seed=42)
-    run = run_suite(make_backend(azure_settings), suite, plan)
+    run = run_suite(fanout, make_backend(azure_settings), suite, plan)
     summary = run.summary()
     assert len(fake_server.received) == 9
     assert fake_server.peak_in_flight == 4  # more than one prompt's 3 runs: the prompts share the cap
@@ -152,10 +159,11 @@ def test_seeded_suite_on_the_loopback_server_all_prompts_in_parallel(fake_server
     assert (summary.accuracy.min.value, summary.accuracy.mean.value, summary.accuracy.max.value) == (0.5, 0.5, 0.5)
 
 
-def test_unseeded_suite_on_the_loopback_server_differs_raw_but_may_agree_on_answers(fake_server, azure_settings):
+def test_unseeded_suite_on_the_loopback_server_differs_raw_but_may_agree_on_answers(fanout, fake_server,
+                                                                                   azure_settings):
     suite = parse_suite(jsonl({"prompt": "Tell a story.", "extractor": "regex:\\.$"}, {"prompt": "Tell another."}),
                         "unseeded.jsonl")
-    summary = run_suite(make_backend(azure_settings), suite, SuitePlan(runs=3, temperature=1.0)).summary()
+    summary = run_suite(fanout, make_backend(azure_settings), suite, SuitePlan(runs=3, temperature=1.0)).summary()
     assert [(s.tarr, s.tara, s.unique_outputs, s.unique_answers) for s in summary.prompts] == [
         (False, True, 3, 1), (False, False, 3, 3)]
     assert (summary.tarr.count, summary.tara.count, summary.tara.total) == (0, 1, 2)
@@ -188,9 +196,9 @@ def scripted_suite(script: dict) -> tuple:
     return suite, scripted_by_prompt(script)
 
 
-def test_tarr_tara_and_the_accuracy_spread_exactly_as_scripted():
+def test_tarr_tara_and_the_accuracy_spread_exactly_as_scripted(fanout):
     suite, backend = scripted_suite(SCRIPT)
-    summary = run_suite(backend, suite, SuitePlan(runs=3)).summary()
+    summary = run_suite(fanout, backend, suite, SuitePlan(runs=3)).summary()
     assert [(s.tarr, s.tara, s.correct, s.modal_answer) for s in summary.prompts] == [
         (False, True, 3, "4"), (True, True, 3, "4"), (False, False, 2, "4"), (False, False, 1, "5")]
     assert (summary.tarr.count, summary.tarr.total, summary.tara.count, summary.tara.total) == (1, 4, 2, 4)
@@ -204,20 +212,20 @@ def test_tarr_tara_and_the_accuracy_spread_exactly_as_scripted():
         "max 4/4 = 100.0 % (95 %: 51.0–100.0 %)")
 
 
-def test_a_failed_run_leaves_its_prompt_out_of_tar_and_its_run_out_of_accuracy():
+def test_a_failed_run_leaves_its_prompt_out_of_tar_and_its_run_out_of_accuracy(fanout):
     suite, backend = scripted_suite({"p0": ("4", RunError("timeout", "too slow"), "4"), "p1": ("4", "4", "5")})
-    summary = run_suite(backend, suite, SuitePlan(runs=3)).summary()
+    summary = run_suite(fanout, backend, suite, SuitePlan(runs=3)).summary()
     broken = summary.prompts[0]
     assert (broken.successful, broken.tarr, broken.tara, broken.run_correct) == (2, None, None, (True, None, True))
     assert (summary.tarr.count, summary.tarr.total) == (0, 1)
     assert [(share.count, share.total) for share in summary.accuracy.per_run] == [(2, 2), (1, 1), (1, 2)]
 
 
-def test_a_suite_run_is_one_history_item_with_a_child_per_prompt(tmp_path):
+def test_a_suite_run_is_one_history_item_with_a_child_per_prompt(fanout, tmp_path):
     store = SQLiteStore(tmp_path / "history.sqlite3")
     suite, backend = scripted_suite(SCRIPT)
     plan = SuitePlan(runs=3, seed=7)
-    recording = record_suite(store, backend, suite, plan)
+    recording = record_suite(store, fanout, backend, suite, plan)
     pairs = list(recording)
     assert recording.saved == 12 and recording.save_error is None
     [row] = store.list()
@@ -228,7 +236,7 @@ def test_a_suite_run_is_one_history_item_with_a_child_per_prompt(tmp_path):
         (p, 7, True, 3) for p in SCRIPT]
     loaded = load_suite_run(store, row.id)
     assert loaded.suite == suite and loaded.plan == plan and loaded.backend == backend.info
-    assert loaded.summary() == run_suite(scripted_by_prompt(SCRIPT), suite, plan).summary()
+    assert loaded.summary() == run_suite(fanout, scripted_by_prompt(SCRIPT), suite, plan).summary()
     assert sorted((position, r.index) for position, r in pairs) == [(p, k) for p in range(4) for k in range(3)]
     json.dumps(loaded.to_dict())
     with pytest.raises(UnknownExperiment, match="no suite run"):

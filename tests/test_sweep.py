@@ -12,7 +12,8 @@ import pytest
 
 from core.backends import make_backend
 from core.errors import InvalidRequest
-from core.models import BackendInfo, Completion, RunError, RunRequest, RunResult
+from core.models import MAX_RUNS, BackendInfo, Completion, RunError, RunRequest, RunResult
+from core.runner import Fanout
 from core.sweep import (
     MAX_SWEEP_REQUESTS,
     Cell,
@@ -31,6 +32,13 @@ from tests.scripted import ScriptedBackend
 BASE = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                   max_tokens=100)
 FAILED = RunError("server", "The server failed (500).", 500)
+
+
+@pytest.fixture(scope="module")
+def fanout():
+    with Fanout(None) as fanout:
+        yield fanout
+
 
 # What each cell's 1st, 2nd and 3rd call answers, whichever run index the runner gives it.
 SCRIPT = {
@@ -107,9 +115,9 @@ def test_plan_counts_requests_and_normalises_temperatures():
     ({"seeds": (2**63,)}, r"^seeds: 9223372036854775808 is outside the signed 64-bit range"),
     ({"seeds": (-(2**63) - 1,)}, r"^seeds: -9223372036854775809 is outside"),
     ({"seeds": (4.2,)}, r"^seeds: 4\.2 is not a whole number"),
-    ({"runs": 0}, r"^runs must be a whole number from 1 to 100, got 0"),
-    ({"runs": 101}, r"^runs must be a whole number from 1 to 100, got 101"),
-    ({"concurrency": 0}, r"^concurrency must be a whole number from 1 to 100"),
+    ({"runs": 0}, rf"^runs must be a whole number from 1 to {MAX_RUNS}, got 0"),
+    ({"runs": MAX_RUNS + 1}, rf"^runs must be a whole number from 1 to {MAX_RUNS}, got {MAX_RUNS + 1}"),
+    ({"concurrency": 0}, rf"^concurrency must be a whole number from 1 to {MAX_RUNS}"),
     ({"temperatures": tuple(k / 10 for k in range(21)), "seeds": (None, 1), "runs": 48},
      r"^total requests: 21 temperatures × 2 seeds × 48 runs is 2,016 requests; the limit is 2,000"),
 ])
@@ -151,10 +159,10 @@ def test_parsing_the_command_line_lists():
 # Running
 
 
-def test_every_cell_gets_its_runs_indexed_from_zero():
+def test_every_cell_gets_its_runs_indexed_from_zero(fanout):
     backend = scripted()
     plan = SweepPlan((0, 0.7, 1.5), (42, None), runs=3, concurrency=5)
-    pairs = list(stream_sweep(backend, BASE, plan))
+    pairs = list(stream_sweep(fanout, backend, BASE, plan))
     assert len(pairs) == len(backend.calls) == 18
     by_cell: dict[Cell, list[int]] = {}
     for cell, result in pairs:
@@ -164,11 +172,11 @@ def test_every_cell_gets_its_runs_indexed_from_zero():
     assert Counter((r.temperature, r.seed) for r in backend.calls) == {key: 3 for key in SCRIPT}
 
 
-def test_cells_share_one_concurrency_cap():
+def test_cells_share_one_concurrency_cap(fanout):
     backend = SlowBackend(delay_s=0.05)
     plan = SweepPlan((0, 0.5, 1), (1, None), runs=2, concurrency=4)
     started = time.perf_counter()
-    pairs = list(stream_sweep(backend, BASE, plan))
+    pairs = list(stream_sweep(fanout, backend, BASE, plan))
     elapsed = time.perf_counter() - started
     assert len(pairs) == 12
     assert backend.peak == 4
@@ -176,17 +184,17 @@ def test_cells_share_one_concurrency_cap():
     assert all(result.text == f"T={cell.temperature} seed={cell.seed}" for cell, result in pairs)
 
 
-def test_closing_a_sweep_early_cancels_the_runs_not_yet_started():
+def test_closing_a_sweep_early_cancels_the_runs_not_yet_started(fanout):
     backend = SlowBackend(delay_s=0.05)
-    sweep = stream_sweep(backend, BASE, SweepPlan((0, 0.5, 1), (1, None), runs=5, concurrency=2))
+    sweep = stream_sweep(fanout, backend, BASE, SweepPlan((0, 0.5, 1), (1, None), runs=5, concurrency=2))
     next(sweep)
     sweep.close()
     time.sleep(0.3)
     assert backend.started < 10
 
 
-def test_summaries_are_exact_per_cell():
-    result = run_sweep(scripted(), BASE, SweepPlan((0, 0.7, 1.5), (42, None), runs=3, concurrency=3))
+def test_summaries_are_exact_per_cell(fanout):
+    result = run_sweep(fanout, scripted(), BASE, SweepPlan((0, 0.7, 1.5), (42, None), runs=3, concurrency=3))
     summaries = result.summaries()
     assert [s.label for s in summaries] == ["T=0 · seed 42", "T=0 · no seed", "T=0.7 · seed 42", "T=0.7 · no seed",
                                            "T=1.5 · seed 42", "T=1.5 · no seed"]
@@ -203,20 +211,20 @@ def test_summaries_are_exact_per_cell():
     assert [s.mean_similarity for s in summaries] == pytest.approx([1.0, 1.0, 5 / 7, 5 / 9, None, 0.0])
 
 
-def test_chart_rows_are_one_line_per_seed_ordered_by_temperature():
-    result = run_sweep(scripted(), BASE, SweepPlan((0.7, 0, 1.5), (42, None), runs=3))
+def test_chart_rows_are_one_line_per_seed_ordered_by_temperature(fanout):
+    result = run_sweep(fanout, scripted(), BASE, SweepPlan((0.7, 0, 1.5), (42, None), runs=3))
     assert chart_rows(result.summaries()) == [
-        {"temperature": 0.0, "series": "seed 42", "identical_rate": 1.0, "unique_outputs": 1, "successful": 3,
+        {"temperature": 0.0, "series": "seed 42", "pairwise_agreement": 1.0, "identical_rate": 1.0, "unique_outputs": 1, "successful": 3,
          "label": "T=0 · seed 42"},
-        {"temperature": 0.7, "series": "seed 42", "identical_rate": 2 / 3, "unique_outputs": 2, "successful": 3,
+        {"temperature": 0.7, "series": "seed 42", "pairwise_agreement": 1 / 3, "identical_rate": 2 / 3, "unique_outputs": 2, "successful": 3,
          "label": "T=0.7 · seed 42"},
-        {"temperature": 1.5, "series": "seed 42", "identical_rate": None, "unique_outputs": 1, "successful": 1,
+        {"temperature": 1.5, "series": "seed 42", "pairwise_agreement": None, "identical_rate": None, "unique_outputs": 1, "successful": 1,
          "label": "T=1.5 · seed 42"},
-        {"temperature": 0.0, "series": "no seed", "identical_rate": 1.0, "unique_outputs": 1, "successful": 3,
+        {"temperature": 0.0, "series": "no seed", "pairwise_agreement": 1.0, "identical_rate": 1.0, "unique_outputs": 1, "successful": 3,
          "label": "T=0 · no seed"},
-        {"temperature": 0.7, "series": "no seed", "identical_rate": 1 / 3, "unique_outputs": 3, "successful": 3,
+        {"temperature": 0.7, "series": "no seed", "pairwise_agreement": 0.0, "identical_rate": 1 / 3, "unique_outputs": 3, "successful": 3,
          "label": "T=0.7 · no seed"},
-        {"temperature": 1.5, "series": "no seed", "identical_rate": 1 / 3, "unique_outputs": 3, "successful": 3,
+        {"temperature": 1.5, "series": "no seed", "pairwise_agreement": 0.0, "identical_rate": 1 / 3, "unique_outputs": 3, "successful": 3,
          "label": "T=1.5 · no seed"},
     ]
 
@@ -228,7 +236,7 @@ def test_a_cell_with_no_successful_run_charts_nothing():
     assert summary == CellSummary(temperature=1.0, seed=7, label="T=1 · seed 7", runs=2, successful=0,
                                   unique_outputs=0, identical_rate=None, first_divergence_word=None,
                                   mean_similarity=None)
-    assert chart_rows([summary]) == [{"temperature": 1.0, "series": "seed 7", "identical_rate": None,
+    assert chart_rows([summary]) == [{"temperature": 1.0, "series": "seed 7", "pairwise_agreement": None, "identical_rate": None,
                                       "unique_outputs": None, "successful": 0, "label": "T=1 · seed 7"}]
 
 
@@ -240,10 +248,10 @@ def test_summaries_keep_the_mapping_order_and_reuse_compare():
         ("T=0.3 · seed 5", 0.5, 2), ("T=0.3 · no seed", 1.0, None)]
 
 
-def test_a_sweep_result_is_one_json_item():
+def test_a_sweep_result_is_one_json_item(fanout):
     plan = SweepPlan((0, 0.7, 1.5), (42, None), runs=3)
     seen: list[str] = []
-    result = run_sweep(scripted(), BASE, plan, on_result=lambda cell, run: seen.append(cell.label))
+    result = run_sweep(fanout, scripted(), BASE, plan, on_result=lambda cell, run: seen.append(cell.label))
     assert len(seen) == 18
     assert [len(runs) for _, runs in result.cells] == [3] * 6
     assert all([r.index for r in runs] == [0, 1, 2] for _, runs in result.cells)
@@ -264,10 +272,10 @@ def test_collect_keeps_cells_without_results():
         ("T=0 · no seed", ["a", "b"]), ("T=1 · no seed", [])]
 
 
-def test_a_sweep_over_http_sends_each_cell_its_temperature_and_seed(fake_server, azure_settings):
+def test_a_sweep_over_http_sends_each_cell_its_temperature_and_seed(fanout, fake_server, azure_settings):
     fake_server.latency_s = 0.05
     plan = SweepPlan((0, 1.2), (42, None), runs=3, concurrency=3)
-    result = run_sweep(make_backend(azure_settings), BASE, plan)
+    result = run_sweep(fanout, make_backend(azure_settings), BASE, plan)
     bodies = Counter((r.body["temperature"], r.body.get("seed", "absent")) for r in fake_server.received)
     assert bodies == {(0, 42): 3, (0, "absent"): 3, (1.2, 42): 3, (1.2, "absent"): 3}
     assert fake_server.peak_in_flight == 3

@@ -8,7 +8,7 @@ import argparse
 from rich.table import Column
 
 from core.analysis.answers import EXTRACTORS, Extractor
-from core.cli.options import backend_from, backend_options, history_store, json_option, settings_from
+from core.cli.options import backend_from, backend_options, fanout_from, history_store, json_option, settings_from
 from core.cli.output import EXIT_OK, cell, console, print_json, say, table
 from core.cli.suite import report_suite, run_suite_file, suite_options
 from core.contract import (
@@ -71,8 +71,9 @@ def command_baseline(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     contract = load_contract(args.contract)
-    backend = backend_from(settings_from(args, backend=args.backend or contract.backend.provider))
-    report = check(contract, backend, args.runs, concurrency=args.concurrency)
+    settings = settings_from(args, backend=args.backend or contract.backend.provider)
+    with fanout_from(settings) as fanout:
+        report = check(fanout, contract, backend_from(settings), args.runs, concurrency=args.concurrency)
     if args.json:
         print_json(report.to_dict())
     else:

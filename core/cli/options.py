@@ -16,6 +16,7 @@ from core.cli.output import note
 from core.errors import InvalidRequest
 from core.history import Store, open_store
 from core.models import parse_seed
+from core.runner import Fanout
 from core.settings import Settings, backend_choices, load_settings, read_history, read_sources
 
 
@@ -100,6 +101,11 @@ def backend_from(settings: Settings) -> Backend:
     for line in settings.notes():
         note(line)
     return backend
+
+
+def fanout_from(settings: Settings) -> Fanout:
+    """The command's fan-out, capped at the limits' REPRO_GLOBAL_CONCURRENCY; close it (with) when the command ends."""
+    return Fanout(settings.limits.global_concurrency)
 
 
 def store_from(args: argparse.Namespace, settings: Settings) -> Store | None:

@@ -14,6 +14,7 @@ from core.cli.options import (
     backend_from,
     backend_options,
     decoding_options,
+    fanout_from,
     json_option,
     prompt_options,
     sampling_options,
@@ -58,9 +59,10 @@ def command_run(args: argparse.Namespace) -> int:
     store = store_from(args, settings)
     if not args.json:
         print_header(backend.info, request, plan.runs, plan.concurrency)
-    recording = Recorder(store).batch(backend, request, plan)
-    with interruptible(recording, plan.runs):
-        results = collect_runs(recording, live=not args.json)
+    with fanout_from(settings) as fanout:
+        recording = Recorder(fanout, store).batch(backend, request, plan)
+        with interruptible(recording, plan.runs):
+            results = collect_runs(recording, live=not args.json)
     experiment = recording.experiment_id and {"id": recording.experiment_id, "runs_saved": recording.saved,
                                               "complete": recording.saved == plan.runs and not recording.save_error}
     summary = report(request, backend.info, results, args.json, experiment)

@@ -11,6 +11,7 @@ from core.cli.options import (
     backend_from,
     backend_options,
     decoding_options,
+    fanout_from,
     json_option,
     sampling_options,
     save_option,
@@ -76,13 +77,16 @@ def run_suite_file(path: str, args: argparse.Namespace, live: bool) -> tuple[Sui
     plan.requests(suite)  # over the request cap: refused before the history keeps an empty item
     settings = settings_from(args)
     backend = backend_from(settings)
-    recording = Recorder(store_from(args, settings)).start(record_suite, stream_suite, backend, suite, plan)
+    store = store_from(args, settings)
     if live:
         say(f"{backend.info.label} · {suite.name}: {len(suite.prompts)} prompts × {plan.runs} runs · temperature "
             f"{plan.temperature:g} · seed {plan.seed}")
         PROMPTS.header()
-    with interruptible(recording, len(suite.prompts) * plan.runs):
-        run = SuiteRun.collect(suite, plan, backend.info, _printing(recording, suite, plan) if live else recording)
+    with fanout_from(settings) as fanout:
+        recording = Recorder(fanout, store).start(record_suite, stream_suite, backend, suite, plan)
+        with interruptible(recording, len(suite.prompts) * plan.runs):
+            pairs = _printing(recording, suite, plan) if live else recording
+            run = SuiteRun.collect(suite, plan, backend.info, pairs)
     return run, recording
 
 

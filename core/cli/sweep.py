@@ -11,6 +11,7 @@ from core.cli.options import (
     backend_from,
     backend_options,
     decoding_options,
+    fanout_from,
     json_option,
     prompt_options,
     save_option,
@@ -41,9 +42,10 @@ def command_sweep(args: argparse.Namespace) -> int:
     if not args.json:
         say(f"{backend.info.label} · {len(plan.temperatures)} temperatures × {len(plan.seeds)} seeds × "
             f"{plan.runs} runs = {plan.total_requests} requests")
-    recording = Recorder(store).sweep(backend, base, plan)
-    with interruptible(recording, plan.total_requests):
-        result = SweepResult.collect(base, plan, recording)
+    with fanout_from(settings) as fanout:
+        recording = Recorder(fanout, store).sweep(backend, base, plan)
+        with interruptible(recording, plan.total_requests):
+            result = SweepResult.collect(base, plan, recording)
     summaries = result.summaries()
     if args.json:
         print_json({**result.to_dict(), "backend": backend.info.to_dict(), "experiment_id": recording.experiment_id,
