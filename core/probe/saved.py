@@ -1,0 +1,54 @@
+"""A probe in the history: one item of kind "probe" whose meta holds the report card, with a child experiment per
+step holding that step's runs; read back, the newest report of an endpoint says what it rejects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from core.errors import InvalidImport, UnknownExperiment
+from core.history.archive import decode
+from core.history.store import Experiment, Store
+from core.models import BackendInfo
+from core.probe.findings import ProbeReport
+from core.probe.run import Probe
+
+KIND = "probe"
+
+
+def save_probe(store: Store, probe: Probe) -> str:
+    """Save the report card and every step's runs; returns the history id."""
+    steps = probe.steps
+    runs = sum(len(step.runs) for step in steps)
+    probe_id = store.create(steps[-1].request, probe.report.backend, runs, kind=KIND,
+                            meta={"report": probe.report.to_dict()})
+    for step in steps:
+        store.add_experiment(Experiment(id="", created_at=_now(), request=step.request, backend=probe.report.backend,
+                                        runs_planned=len(step.runs), complete=True, runs=step.runs,
+                                        parent_id=probe_id, meta={"label": step.label}))
+    store.finish(probe_id)
+    return probe_id
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def load_report(store: Store, probe_id: str) -> ProbeReport:
+    """A saved probe's report card (Capabilities.of(report) says what the endpoint rejects)."""
+    saved = store.get(probe_id)
+    if saved is None or saved.kind != KIND:
+        raise UnknownExperiment(f"There is no probe {probe_id!r} in the history; it may have been deleted.")
+    try:
+        return decode(ProbeReport, saved.meta.get("report"), "report")
+    except InvalidImport as exc:
+        raise UnknownExperiment(f"The probe {probe_id!r} in the history cannot be read: {exc}") from None
+
+
+def latest_report(store: Store, endpoint: BackendInfo) -> tuple[str, ProbeReport] | None:
+    """The newest saved probe of this endpoint (same provider, model, host, API version and mode) with its id."""
+    for row in store.list(provider=endpoint.provider):
+        if row.kind == KIND and (row.model, row.endpoint_host) == (endpoint.model, endpoint.endpoint_host):
+            report = load_report(store, row.id)
+            if report.backend == endpoint:
+                return row.id, report
+    return None

@@ -1,0 +1,35 @@
+"""`python -m core probe` as a user runs it: a real process against the loopback server."""
+
+from __future__ import annotations
+
+import json
+
+from core.history import HistoryLocation, open_store
+from tests.test_cli import cli
+
+
+def test_json_is_strict_the_card_is_saved_and_an_ignored_seed_fails_the_check(fake_server, azure_env, tmp_path):
+    fake_server.ignores_seed = True
+    fake_server.reasoning = True
+    done = cli("probe", "--runs", "2", "--ladder", "0,2", "--max-tokens", "4", "--yes", "--json",
+               env=azure_env, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr  # for CI: the seed is not honoured
+    data = json.loads(done.stdout, parse_constant=refuse)
+    assert data["problems"] == ["the seed is ignored", "not reproducible even without load (K=0: 2 unique of 2)"]
+    assert data["plan"] == {"runs": 2, "ladder": [0, 2], "requests": 6 + 5 + 12 + 2 + 4}
+    assert {p["parameter"]: p["status"] for p in data["report"]["parameters"]}["temperature"] == "rejected"
+    assert "probe azure gpt-test" in done.stderr and "29 requests" in done.stderr
+    [row] = open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3"))).list()
+    assert (row.id, row.kind) == (data["probe_id"], "probe")
+    assert fake_server.api_key not in done.stdout + done.stderr
+
+
+def test_without_yes_or_a_terminal_nothing_is_sent(fake_server, azure_env, tmp_path):
+    done = cli("probe", "--runs", "2", env=azure_env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "add --yes" in done.stderr
+    assert fake_server.received == []
+
+
+def refuse(name: str):
+    raise AssertionError(f"--json wrote {name}, which strict JSON does not allow")
