@@ -1,12 +1,12 @@
 """Sweep: the same prompt over temperatures × seeds, N runs per cell, to see how reproducibility depends on them."""
 
-import contextlib
+import functools
 
 import streamlit as st
 
-from core import InvalidRequest, SweepPlan, SweepResult, parse_seeds
+from core import InvalidRequest, SweepPlan, parse_seeds
 from ui.html import md
-from ui.live import live_cells
+from ui.live import LiveBatch, click_refused, job_running, live_cells, start_job
 from ui.prompts import prompt_box
 from ui.results import nothing_sent, saved_caption
 from ui.session import session
@@ -14,11 +14,12 @@ from ui.sweeps import show_sweep
 
 TEMPERATURES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.2, 1.5, 2.0)
 MAX_RUNS_PER_CELL = 20
+JOB_KEY, RUNNING = "sweep", "sweep_running"  # the job's key, and the request, plan and backend it sends to
 
 
 visit = session()
 st.title("Sweep")
-st.caption("How the identical rate falls as the temperature rises, with a fixed seed and without.")
+st.caption("How often runs agree as the temperature rises, with a fixed seed and without.")
 system, prompt = prompt_box("sweep")
 settings = st.columns([3, 2, 1])
 temperatures = settings[0].multiselect("Temperatures", TEMPERATURES, default=[0.0, 0.1, 0.3, 0.7, 1.0, 1.5],
@@ -40,27 +41,31 @@ if plan and base:
     cost = st.empty()  # filled last, so the quota it shows counts this sweep too
     confirmed = plan.total_requests <= visit.limits.confirm_above or st.checkbox(
         f"Yes, send {plan.total_requests} requests", key="sweep_confirm")
-    if st.button("Run sweep", type="primary", key="run_sweep", icon=":material/play_arrow:",
-                 disabled=visit.backend is None or not confirmed):
+    clicked = st.button("Run sweep", type="primary", key="run_sweep", icon=":material/play_arrow:",
+                        disabled=visit.backend is None or not confirmed)
+    if clicked:
         try:
-            visit.admit(base, plan.total_requests, sweep=plan)
+            send = functools.partial(visit.sweep, base, plan)
+            started = start_job(JOB_KEY, [LiveBatch("", plan.total_requests, send)],
+                                admit=functools.partial(visit.admit, base, plan.total_requests, sweep=plan))
         except InvalidRequest as exc:
             nothing_sent(exc)
         else:
-            recording = visit.sweep(base, plan)
-            progress = st.progress(0.0, text=f"Sending {plan.total_requests} requests…")
-            cells = st.empty()
-            with contextlib.closing(recording):
-                pairs = list(live_cells(recording, plan, base, progress, cells))
-            progress.empty()
-            cells.empty()
-            st.session_state["sweep_result"] = SweepResult.collect(base, plan, pairs)
-            st.session_state["sweep_saved"] = (recording.experiment_id, recording.save_error)
-            st.session_state["sweep_count"] = st.session_state.get("sweep_count", 0) + 1
+            if started:  # the job's own plan, so that widgets changed while it runs do not reshape what is drawn
+                st.session_state[RUNNING] = (base, plan, visit.backend.info)
+            else:
+                click_refused()
+
+if job_running(JOB_KEY):
+    running_base, running_plan, answering = st.session_state[RUNNING]
+    result, recording = live_cells(JOB_KEY, running_base, running_plan)
+    st.session_state["sweep_result"] = (result, answering)
+    st.session_state["sweep_saved"] = (recording.experiment_id, recording.save_error)
+    st.session_state["sweep_count"] = st.session_state.get("sweep_count", 0) + 1
 
 if "sweep_result" in st.session_state:
     saved_caption(*st.session_state["sweep_saved"])
-    show_sweep(st.session_state["sweep_result"], key=f"sweep_{st.session_state['sweep_count']}")
+    show_sweep(*st.session_state["sweep_result"], key=f"sweep_{st.session_state['sweep_count']}")
 
 if plan and base:
     cost.caption(f"This sweep: {len(plan.temperatures)} temperatures × {len(plan.seeds)} seed settings × {plan.runs} "

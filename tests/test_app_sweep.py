@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pyarrow as pa
 import pytest
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from streamlit.testing.v1 import AppTest
 
+import ui.live
 from core.history import HistoryLocation, open_store
 from tests.apptest import APP, captions, plain
 
@@ -43,7 +48,7 @@ def test_a_sweep_runs_every_cell_and_opens_a_cell(scripted, tmp_path):
     frame = at.dataframe[-1].value
     assert list(frame["Cell"]) == ["T=0 · seed 42", "T=0 · no seed", "T=1 · seed 42", "T=1 · no seed"]
     assert list(frame["Unique"]) == [1, 3, 1, 3]
-    assert list(frame["Identical rate"]) == [100, 33, 100, 33]
+    assert list(frame["Identical pairs"]) == [100, 0, 100, 0]
     [row] = open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3"))).list()
     assert (row.kind, row.runs_planned) == ("sweep", 12)
 
@@ -117,3 +122,80 @@ def test_a_repeated_seed_is_named_as_it_was_written(scripted):
     at.text_input(key="sweep_seeds").set_value("none, 42, NONE").run()
     assert plain(at.error[0].value) == ("Nothing can be sent yet: seeds: none appears more than once; "
                                         "list each once.")
+
+
+def charts(at: AppTest) -> list[tuple[dict, list[dict]]]:
+    """Each Vega-Lite chart on the page: its spec, and its data rows."""
+    found = []
+    for chart in at.get("vega_lite_chart"):
+        rows = pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pylist()
+        found.append((json.loads(chart.proto.spec), rows))
+    return found
+
+
+def run_a_small_sweep(at: AppTest, seeds: str = "42, none") -> AppTest:
+    at.multiselect(key="sweep_temperatures").set_value([0.0, 1.0])
+    at.text_input(key="sweep_seeds").set_value(seeds)
+    at.number_input(key="sweep_runs").set_value(3)
+    return at.button(key="run_sweep").click().run()
+
+
+def test_the_chart_plots_identical_pairs_which_read_zero_when_every_run_differs(scripted):
+    """Regression: the chart plotted the identical rate, 33 % for three runs that all differ (one matches itself)."""
+    scripted(by_cell)
+    at = run_a_small_sweep(sweep_page())
+    assert not at.exception
+    [(agreement, rows), (unique, _)] = charts(at)
+    assert agreement["encoding"]["y"]["field"] == "pairwise_agreement"
+    assert agreement["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert [(r["series"], r["temperature"], r["pairwise_agreement"]) for r in rows] == [
+        ("seed 42", 0.0, 1.0), ("seed 42", 1.0, 1.0), ("no seed", 0.0, 0.0), ("no seed", 1.0, 0.0)]
+    assert unique["encoding"]["y"]["field"] == "unique_outputs"
+
+
+@pytest.mark.parametrize("seeds", ["42, none", "none, 42"])
+def test_each_series_has_its_own_fixed_colour_and_the_unseeded_one_is_dashed(scripted, seeds):
+    """Regression: the theme coloured the two series, two blues that swapped between light and dark."""
+    scripted(by_cell)
+    at = run_a_small_sweep(sweep_page(), seeds)
+    for spec, _ in charts(at):
+        colour, dash = spec["encoding"]["color"]["scale"], spec["encoding"]["strokeDash"]["scale"]
+        assert dict(zip(colour["domain"], colour["range"])) == {"seed 42": "#0072B2", "no seed": "#D55E00"}
+        assert dict(zip(dash["domain"], dash["range"])) == {"seed 42": [1, 0], "no seed": [6, 4]}
+
+
+def test_the_charts_are_drawn_while_the_runs_arrive(scripted, monkeypatch):
+    """Regression: the charts appeared only once the whole sweep had ended."""
+    scripted(by_cell, stagger_s=0.05)  # the runs arrive one by one
+    drawn = []
+    draw = ui.live.sweep_charts
+    monkeypatch.setattr(ui.live, "sweep_charts", lambda summaries: (drawn.append(
+        sum(s.successful for s in summaries)), draw(summaries)))
+    at = run_a_small_sweep(sweep_page())
+    assert not at.exception
+    assert drawn[0] == 0 and drawn == sorted(drawn)
+    assert any(0 < count < 12 for count in drawn)  # some charts showed a sweep half done
+    assert len(charts(at)) == 2  # the live charts gave way to the finished ones
+
+
+def test_a_click_while_the_sweep_runs_sends_nothing_twice_and_counts_no_quota(scripted, monkeypatch):
+    """Regression: the Sweep page sent its requests inside the script run, so a second click stopped the sweep and
+    sent it all again, counting the quota twice."""
+    backend = scripted(by_cell)
+    draw, interrupted = ui.live.sweep_charts, []
+
+    def draw_or_interrupt(summaries):
+        if not interrupted:  # the visitor clicks again while the first charts are drawn
+            interrupted.append(True)
+            raise StopException()
+        return draw(summaries)
+
+    monkeypatch.setattr(ui.live, "sweep_charts", draw_or_interrupt)
+    monkeypatch.setattr(ui.live, "_visitor_still_here", lambda: True)
+    at = run_a_small_sweep(sweep_page())
+    at.button(key="run_sweep").click().run()
+    assert not at.exception
+    assert len(backend.calls) == 12
+    assert "this click sent nothing and took nothing from your quota" in plain(at.warning[0].value)
+    assert list(at.dataframe[-1].value["Unique"]) == [1, 3, 1, 3]
+    assert "588 of 600 requests left this hour" in " ".join(captions(at))

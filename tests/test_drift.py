@@ -16,7 +16,7 @@ def test_identical_batches_show_no_drift():
     assert drift(runs("A b.", "A b.", "C d."), runs("C d.", "A b.", "A b.")) == Drift(
         outputs_changed=False, modal_changed=False, fingerprint_changed=False, fingerprints_before=("fp_a",),
         fingerprints_after=("fp_a",), moved_runs=(), new_outputs=0, lost_outputs=0, first_divergence_word=None,
-        rerun_runs=3, rerun_answered=3)
+        modal_before="A b.", modal_after="A b.", rerun_runs=3, rerun_answered=3)
     assert drift(runs("A b."), runs("A b.")).summary_line() == "Same outputs, same fingerprint: no drift."
 
 
@@ -26,6 +26,7 @@ def test_a_changed_fingerprint_with_new_text():
     assert (found.fingerprint_changed, found.outputs_changed, found.modal_changed) == (True, True, True)
     assert (found.moved_runs, found.new_outputs, found.lost_outputs) == ((0, 2, 3), 2, 0)
     assert found.first_divergence_word == 2
+    assert (found.modal_before, found.modal_after) == ("The panda sleeps.", "The panda eats.")
     assert found.summary_line() == ("Fingerprint changed fp_a → fp_b; 3 of 5 runs produced text never seen in the "
                                     "original; the most common output now parts from the original's at word 3.")
 
@@ -48,13 +49,14 @@ def test_failed_runs_and_missing_fingerprints_count_nowhere():
     found = drift(runs("A.", None, fingerprint=None), runs(None, "A.", None, fingerprint=None))
     assert found == Drift(outputs_changed=False, modal_changed=False, fingerprint_changed=False,
                           fingerprints_before=(), fingerprints_after=(), moved_runs=(), new_outputs=0,
-                          lost_outputs=0, first_divergence_word=None, rerun_runs=3, rerun_answered=1)
+                          lost_outputs=0, first_divergence_word=None, modal_before="A.", modal_after="A.",
+                          rerun_runs=3, rerun_answered=1)
 
 
 def test_a_rerun_where_every_run_failed():
     found = drift(runs("A.", "B.", fingerprint="fp_a"), runs(None, None))
     assert (found.outputs_changed, found.modal_changed, found.fingerprint_changed) == (True, True, True)
-    assert found.first_divergence_word is None
+    assert (found.first_divergence_word, found.modal_before, found.modal_after) == (None, "A.", None)
     assert found.summary_line() == "The re-run produced no answer (2 of 2 runs failed): nothing to compare."
 
 

@@ -33,6 +33,10 @@ class Drift:
     """Distinct original texts the re-run never produced."""
     first_divergence_word: int | None
     """Words the two modal texts share before they part; None when they are equal or either is missing."""
+    modal_before: str | None
+    """The original's most common successful text; None when no run succeeded."""
+    modal_after: str | None
+    """The re-run's most common successful text; None when no run succeeded."""
     rerun_runs: int
     """Runs in the re-run, failed ones included."""
     rerun_answered: int
@@ -83,6 +87,8 @@ def drift(original: Sequence[RunResult], rerun: Sequence[RunResult]) -> Drift:
         new_outputs=len(after - before),
         lost_outputs=len(before - after),
         first_divergence_word=parted.word_index if parted else None,
+        modal_before=modal_before,
+        modal_after=modal_after,
         rerun_runs=len(rerun),
         rerun_answered=sum(result.ok for result in rerun),
     )
