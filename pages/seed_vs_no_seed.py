@@ -1,4 +1,5 @@
-"""Seed vs no seed: the classic demo in one click, both scenarios with the same parameters, side by side."""
+"""Seed vs no seed: the classic demo in one click, both scenarios sent at the same time with the same parameters,
+their verdicts side by side (stacked, each diff full width, in presentation mode)."""
 
 import functools
 from dataclasses import replace
@@ -6,13 +7,15 @@ from dataclasses import replace
 import streamlit as st
 
 from core import InvalidRequest, RunRequest, RunResult, compare, diff
+from ui.controls import DEMO_SEED, inputs_key, made_by, seed_demo_parameters
 from ui.html import diff_columns, legend, md
-from ui.live import LiveBatch, click_refused, follow_job, job_running, start_job
-from ui.prompts import prompt_box
-from ui.results import nothing_sent, run_cards, verdict
-from ui.session import local_backend, session
+from ui.live import LiveBatch, Sent, click_refused, finished_job, job_running, send_job
+from ui.present import presenting
+from ui.prompts import fold_prompt, folding_prompt_box
+from ui.results import nothing_sent, run_cards, stale_container, verdict_block
+from ui.session import Session, local_backend, local_estimate, session
 
-DEFAULT_SEED = 42
+PAGE = "seed"
 MODES_WHY = ("In *reuse prompt cache* mode the engine keeps the evaluated prompt, as a busy server would. The first "
              "request evaluates the whole prompt in one batch; every later one finds it cached and re-evaluates only "
              "its last token, alone: a different batch shape, so logits that differ in the last bits, and where two "
@@ -24,86 +27,106 @@ WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”
        "configuration itself changed.")
 
 
-def seeded(request: RunRequest) -> RunRequest:
-    """The request with the seed these demos fix: the sidebar's, or 42 when it has none."""
-    return request if request.seed is not None else replace(request, seed=DEFAULT_SEED)
-
-
-def scenario(title: str, results: list[RunResult]) -> None:
-    """One column: the verdict, the fingerprints, the diff of the modal run against its least similar, the cards."""
+def scenario(title: str, results: list[RunResult], line: str, key: str) -> None:
+    """One scenario: its verdict, the diff of the modal run against its least similar, the runs folded away."""
     comparison = compare(results)
-    summary = comparison.summary
-    st.subheader(title)
-    (st.success if summary.all_identical else st.warning)(verdict(summary))
-    counts = summary.fingerprints.counts
-    st.caption("Fingerprints: " + (", ".join(f"{md(fp)} ×{n}" for fp, n in counts.items()) or "none reported")
-               + (" — mixed!" if summary.fingerprints.mixed else ""))
+    verdict_block(comparison, line, title=title)
     pair = comparison.default_pair()
     if pair:
         texts = {r.index: r.text for r in results if r.ok}
         st.html(diff_columns(diff(texts[pair[0]], texts[pair[1]]), f"Run {pair[0] + 1}", f"Run {pair[1] + 1}"))
     with st.expander(f"All {len(results)} runs"):
-        run_cards(results, per_row=1)
+        run_cards(results, comparison, per_row=3 if presenting() else 1, key=key)
 
 
-def show_pair(state_key: str, slots, why: str) -> None:
-    """The pair sent under `state_key`: live in its two columns while it runs, then both verdicts."""
-    if job_running(state_key):
-        st.session_state[state_key] = {batch.title: batch.results for batch in follow_job(state_key, slots, per_row=2)}
-    if state_key in st.session_state:
-        for slot, (title, results) in zip(slots, st.session_state[state_key].items()):
-            with slot.container():
-                scenario(title, results)
-        st.html(legend())
-        st.info(why)
+def show_pair(job: str, inputs: str, why: str) -> None:
+    """The pair sent under `job`: live in its two places while it runs, then both verdicts; dimmed once the
+    visitor changes a setting."""
+    previous = st.session_state.get(f"{job}_finished")
+    stale = not job_running(job) and previous is not None and previous.stale(inputs)
+    with stale_container(f"{job}_view", stale):
+        live = _places() if job_running(job) else None
+        done = finished_job(job, live, per_row=3 if presenting() else 2)
+        for place in live or []:
+            place.empty()
+        if done:
+            for place, batch, line in zip(_places(), done.batches, done.sent.made_by):
+                with place.container():
+                    scenario(batch.title, batch.results, line, f"{job}_{done.number}_{batch.title}")
+            st.html(legend())
+            st.info(why)
 
 
-visit = session()
-busy = job_running()  # asked before this run shows the job to its end
-st.title("Seed vs no seed")
-st.caption("N requests without a seed and N with one, everything else equal.")
-system, prompt = prompt_box("seed")
-clicked = st.button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
-                    disabled=visit.backend is None)
-cost = st.empty()  # filled last, so the quota it shows counts this run too
-seed_slots = [column.empty() for column in st.columns(2)]
-if clicked and busy:
-    click_refused()
-elif clicked:
+def _places() -> list:
+    """Two places, side by side (one above the other when presenting). The live view and the results each get
+    their own: a container drawn over the live view would keep the rows of cards it has no use for."""
+    return [st.empty(), st.empty()] if presenting() else [column.empty() for column in st.columns(2)]
+
+
+def estimate(visit: Session, request: RunRequest, runs: int) -> str:
+    """“About 9 s on the embedded model” before a run, when the embedded model answers; else nothing."""
+    seconds = local_estimate(visit.backend, request, runs)
+    return "" if seconds is None else f" · about {seconds:,.0f} s on the embedded model"
+
+
+def send_pair(job: str, batches: list[LiveBatch], sent: Sent, admit, *, together: bool) -> None:
     try:
-        request = visit.params.request(prompt, system)
-        with_seed, without_seed = seeded(request), replace(request, seed=None)
-        plan = visit.params.plan()
-        visit.admit(with_seed, plan.runs, batches=2)
+        if not send_job(job, batches, sent, admit, together=together):
+            click_refused()
+    except InvalidRequest as exc:
+        nothing_sent(exc)
+
+
+visit = session(controls=seed_demo_parameters)
+params, info = visit.params, visit.backend.info if visit.backend else None
+st.title("Seed vs no seed")
+st.caption(f"**seed {DEMO_SEED} vs none** · A seed fixes the model's random choices, so the same request should "
+           "give the same answer: watch the seeded runs agree word for word while the unseeded ones part, and "
+           "whether the seed holds on this backend.")
+system, prompt = folding_prompt_box(PAGE)
+row = st.columns([1, 3], vertical_alignment="center")
+clicked = row[0].button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",
+                        disabled=visit.backend is None, on_click=fold_prompt, args=(PAGE,))
+cost = row[1].empty()  # filled last, so the quota it shows counts this run too
+inputs = inputs_key(params, info, system, prompt)
+if clicked:
+    try:
+        with_seed = params.request(prompt, system)
+        without_seed, plan = replace(with_seed, seed=None), params.plan()
     except InvalidRequest as exc:
         nothing_sent(exc)
     else:
-        start_job("seed_scenarios", [
+        send_pair("seed_scenarios", [
             LiveBatch("Without a seed", plan.runs, functools.partial(visit.run, without_seed, plan)),
-            LiveBatch(f"With seed {with_seed.seed}", plan.runs, functools.partial(visit.run, with_seed, plan))])
-show_pair("seed_scenarios", seed_slots, WHY)
+            LiveBatch(f"With seed {with_seed.seed}", plan.runs, functools.partial(visit.run, with_seed, plan))],
+            Sent(inputs, (made_by(replace(params, seed=None), info), made_by(params, info)),
+                 (without_seed, with_seed)),
+            functools.partial(visit.admit, with_seed, plan.runs, batches=2), together=True)
+show_pair("seed_scenarios", inputs, WHY)
+request_now = None
+try:
+    request_now = params.request(prompt, system)
+    cost.caption("Both scenarios: " + visit.cost_line(2 * params.runs, params.max_tokens)
+                 + estimate(visit, request_now, 2 * params.runs))
+except InvalidRequest as exc:
+    cost.caption(f"Nothing can be sent yet: {md(exc)}")
 
 st.divider()
 st.header("The embedded engine's two modes")
 st.caption("The same seeded request to the embedded model, N times in each mode: a miniature of why a fixed seed is "
            "only “almost always” reproducible on a real server. Offline, always available.")
 clicked_modes = st.button("Run both modes", key="run_modes", icon=":material/play_arrow:")
-mode_slots = [column.empty() for column in st.columns(2)]
-if clicked_modes and busy:
-    click_refused()
+mode_inputs = inputs_key(params, None, system, prompt, "modes")
+if clicked_modes and request_now is not None:
+    deterministic, cache = local_backend("deterministic"), local_backend("cache")
+    cache.forget()  # start cold, as the first request to a freshly started server
+    plan = params.plan()
+    send_pair("engine_modes", [
+        LiveBatch("Deterministic", plan.runs, functools.partial(visit.run, request_now, plan, deterministic)),
+        LiveBatch("Reuse prompt cache", plan.runs, functools.partial(visit.run, request_now, plan, cache))],
+        Sent(mode_inputs, (made_by(params, deterministic.info), made_by(params, cache.info)),
+             (request_now, request_now)),
+        functools.partial(visit.admit, request_now, plan.runs, batches=2), together=False)
 elif clicked_modes:
-    try:
-        request = seeded(visit.params.request(prompt, system))
-        plan = visit.params.plan()
-        visit.admit(request, plan.runs, batches=2)
-    except InvalidRequest as exc:
-        nothing_sent(exc)
-    else:
-        deterministic, cache = local_backend("deterministic"), local_backend("cache")
-        cache.forget()  # start cold, as the first request to a freshly started server
-        start_job("engine_modes", [
-            LiveBatch("Deterministic", plan.runs, functools.partial(visit.run, request, plan, deterministic)),
-            LiveBatch("Reuse prompt cache", plan.runs, functools.partial(visit.run, request, plan, cache))])
-show_pair("engine_modes", mode_slots, MODES_WHY)
-
-cost.caption("Both scenarios: " + visit.cost_line(2 * visit.params.runs, visit.params.max_tokens))
+    nothing_sent(InvalidRequest("fix the prompt or the parameters above first."))
+show_pair("engine_modes", mode_inputs, MODES_WHY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,8 @@ def scripted(monkeypatch):
     """Make the session hand the pages a ScriptedBackend; returns a setter for its script."""
     holder = {}
 
-    def use(answer, fingerprints=("fp_scripted",)) -> ScriptedBackend:
-        holder["backend"] = ScriptedBackend(answer, fingerprints)
+    def use(answer, fingerprints=("fp_scripted",), stagger_s=0.0) -> ScriptedBackend:
+        holder["backend"] = ScriptedBackend(answer, fingerprints, stagger_s)
         return holder["backend"]
 
     monkeypatch.setattr(ui.session, "make_backend", lambda settings: holder["backend"])
@@ -77,3 +78,32 @@ def azure(monkeypatch, fake_server, azure_env):
     for name, value in azure_env.items():
         monkeypatch.setenv(name, value)
     return fake_server
+
+
+EXPERIMENT = "pages/experiment.py"
+
+
+def experiment() -> AppTest:
+    """The Experiment page (the app opens on Seed vs no seed)."""
+    return app(EXPERIMENT)
+
+
+def verdicts(at: AppTest) -> list[str]:
+    """The verdict sentences, top to bottom."""
+    return [unescape(text) for text in re.findall(r'class="rl-v-sentence">([^<]*)<', html(at))]
+
+
+def made_by_lines(at: AppTest) -> list[str]:
+    """The settings line under each verdict."""
+    return [unescape(text) for text in re.findall(r'class="rl-v-made">([^<]*)<', html(at))]
+
+
+def numbers(at: AppTest) -> dict[str, str]:
+    """The first verdict block's key numbers by name (unique, identical, divergence, agreement, fingerprints)."""
+    return {name: unescape(value) for name, value in
+            re.findall(r'data-number="(\w+)"><small>[^<]*</small><b>([^<]*)</b>', html(at).split("data-verdict")[1])}
+
+
+def is_stale(at: AppTest) -> bool:
+    """Whether the page labels its results as made with previous settings."""
+    return 'class="rl-stale-label"' in html(at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from core.errors import BackendError
@@ -12,19 +13,21 @@ Answer = Callable[[RunRequest, int], "str | RunError"]
 
 class ScriptedBackend:
     """`answer(request, call_number)` gives the text, or a RunError to fail that call; the fingerprints are
-    handed out in turn."""
+    handed out in turn; with `stagger_s`, call k answers after (k + 1) × stagger_s, without blocking the others."""
 
     max_concurrency = None
 
-    def __init__(self, answer: Answer, fingerprints: Sequence[str | None] = ("fp_scripted",)):
+    def __init__(self, answer: Answer, fingerprints: Sequence[str | None] = ("fp_scripted",), stagger_s: float = 0.0):
         self.info = BackendInfo("compatible", "scripted-model", "scripted.invalid")
         self.answer = answer
         self.fingerprints = fingerprints
+        self.stagger_s = stagger_s
         self.calls: list[RunRequest] = []
 
     async def complete(self, request: RunRequest) -> Completion:
         number = len(self.calls)
         self.calls.append(request)
+        await asyncio.sleep((number + 1) * self.stagger_s)
         out = self.answer(request, number)
         if isinstance(out, RunError):
             raise BackendError(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -102,8 +103,9 @@ def browser():
 
 
 def open_page(browser, url: str, scheme: str = "light"):
+    """The Experiment page (the app opens on Seed vs no seed)."""
     page = browser.new_page(viewport={"width": 1500, "height": 2300}, color_scheme=scheme)
-    page.goto(url)
+    page.goto(url + "/experiment")
     page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
     return page
 
@@ -116,7 +118,7 @@ def settle(page) -> None:
 
 def run_experiment(page, runs: int = 3) -> None:
     page.get_by_role("button", name="Run", exact=True).click()
-    page.locator(".rl-card[data-run]").nth(runs - 1).wait_for(timeout=60_000)
+    page.locator("[data-verdict]").wait_for(timeout=60_000)
     page.get_by_text("Side by side").wait_for(timeout=60_000)
     settle(page)
 
@@ -127,8 +129,8 @@ def test_run_cards_and_diff_highlights(fake_server, app_url, browser, scheme):
                                + ["The red panda ate apples in the quiet forest."])
     page = open_page(browser, app_url, scheme)
     run_experiment(page, runs=5)
-    assert page.locator(".rl-card[data-run]").count() == 5
-    assert page.get_by_text("2 distinct outputs of 5").is_visible()
+    assert page.locator(".rl-card[data-run]").count() == 2  # A ×4 stacked, and B
+    assert page.get_by_text(re.compile(r"^4 of 5 agree; run \d parts at word 5$")).is_visible()
     left, right = page.locator(".rl-side[data-side=left] mark"), page.locator(".rl-side[data-side=right] mark")
     assert left.first.inner_text().strip() == "bamboo" and right.first.inner_text().strip() == "apples"
     assert page.locator(".rl-side .rl-fork").count() == 2
@@ -143,7 +145,7 @@ def test_model_output_with_html_is_shown_as_text_and_runs_nothing(fake_server, a
     run_experiment(page, runs=5)
     assert page.evaluate("window.__pwned") is None
     assert page.locator("img[src=x]").count() == 0
-    assert page.locator(".rl-card .rl-text").all_inner_texts().count(PAYLOAD) == 4
+    assert PAYLOAD in page.locator(".rl-card .rl-text").all_inner_texts()
     assert PAYLOAD in page.locator(".rl-side[data-side=left]").inner_text()  # the diff escapes it too
     page.close()
 
@@ -163,11 +165,11 @@ def test_seed_page_verdicts_side_by_side(fake_server, app_url, browser):
     page = open_page(browser, app_url)
     page.get_by_role("link", name="Seed vs no seed").click()
     page.get_by_role("button", name="Run both", exact=True).click()
-    page.get_by_text("With seed 42").wait_for(timeout=60_000)
     page.get_by_text("A fixed seed makes the sampling repeatable").wait_for(timeout=60_000)
     settle(page)
-    assert page.get_by_text("All 5 runs are byte-identical.").is_visible()
-    assert page.get_by_text("5 distinct outputs of 5").is_visible()
+    assert page.locator(".rl-v-title").all_inner_texts() == ["Without a seed", "With seed 42"]
+    assert page.get_by_text("5 of 5 identical — reproducible").is_visible()
+    assert page.get_by_text(re.compile(r"^5 different answers, they part at word \d+$")).is_visible()
     page.screenshot(path=ARTIFACTS / "seed-vs-no-seed.png", full_page=True)
     page.close()
 
@@ -188,7 +190,7 @@ def test_a_visitor_without_the_passcode_sees_only_the_gate(fake_server, gated_ap
     page.screenshot(path=ARTIFACTS / "gate.png")
     page.get_by_label("Passcode", exact=True).and_(page.locator("input")).fill(PASSCODE)
     page.get_by_role("button", name="Enter").click()
-    page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Run both", exact=True).wait_for(timeout=60_000)
     assert fake_server.received == []
     page.close()
 
@@ -206,7 +208,7 @@ def test_history_imports_an_export_and_opens_it_by_link(fake_server, app_url, br
     page.goto(app_url + "/history")
     page.get_by_text("Import a JSON export").wait_for(timeout=60_000)
     page.locator("input[type=file]").set_input_files(tmp_path / "export.json")
-    page.get_by_text("azure gpt-4o @ res.openai.azure.com").wait_for(timeout=60_000)
+    page.get_by_text("azure gpt-4o @ res.openai.azure.com").first.wait_for(timeout=60_000)
     settle(page)
     assert "experiment=" in page.url
     assert page.locator(".rl-card[data-run]").count() == 2
@@ -234,7 +236,7 @@ def test_a_second_click_while_the_batch_runs_sends_nothing_more(fake_server, app
     page.get_by_text("Side by side").wait_for(timeout=60_000)
     settle(page)
     assert len(fake_server.received) == 5
-    assert page.locator(".rl-card[data-run]").count() == 5
+    assert page.locator("[data-verdict]").count() == 1
     page.close()
 
 
@@ -242,7 +244,7 @@ def test_visitors_arriving_at_once_after_a_restart_get_the_app_and_the_default_p
         fake_server, azure_variables, browser, tmp_path):
     """Regression: with many sessions opening at once, prompt boxes were empty, and a page link could be served
     without app.py when another session left Streamlit's legacy pages mode half-way through its first run."""
-    arrivals = {"": "Run", "/seed_vs_no_seed": "Run both", "/sweep": "Run sweep", "/history?experiment=none": None}
+    arrivals = {"": "Run both", "/experiment": "Run", "/sweep": "Run sweep", "/history?experiment=none": None}
     with serve_app(tmp_path, azure_variables) as url:
         visits = [(path, browser.new_page(viewport={"width": 1500, "height": 1000})) for path in [*arrivals, ""]]
         for path, page in visits:
@@ -291,7 +293,9 @@ def test_sweep_charts_the_cells_and_a_click_opens_one(fake_server, app_url, brow
     table = page.locator("[data-testid=stDataFrame]").last.bounding_box()
     page.mouse.click(table["x"] + 18, table["y"] + 35 + 17)  # the first row's selection box
     page.get_by_role("heading", name="T=0 · seed 42").wait_for(timeout=30_000)
+    page.locator("[data-verdict]").wait_for(timeout=30_000)
     settle(page)
-    assert page.locator(".rl-card[data-run]").count() == 2
+    assert page.get_by_text("2 of 2 identical — reproducible").is_visible()
+    assert page.locator(".rl-card[data-run]").count() == 1  # the two identical runs, stacked as "A ×2"
     page.screenshot(path=ARTIFACTS / "sweep.png", full_page=True)
     page.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from dataclasses import replace
 
 import pytest
 
@@ -11,7 +14,7 @@ from core.backends.batched import llama_seed
 from core.backends.local import LocalBackend, default_model_path
 from core.errors import ConfigurationError
 from core.models import BatchPlan, RunRequest
-from core.runner import run_batch
+from core.runner import Fanout, run_batch
 from core.settings import load_settings
 
 pytestmark = pytest.mark.model
@@ -113,3 +116,19 @@ def test_seeds_fold_into_llama_range():
 def test_a_missing_model_file_is_a_clear_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="REPRO_LOCAL_MODEL"):
         LocalBackend(model_path=tmp_path / "nope.gguf")
+
+
+def test_two_batches_sent_from_two_threads_decode_as_one(deterministic):
+    """Regression: the Seed vs no seed page sends its two scenarios from two threads, which reach the loop a few turns
+    apart; each then decoded as a batch of its own, one after the other."""
+    short = replace(DEMO, max_tokens=8)
+    arrived: list = []
+    with Fanout(None) as fanout:
+        senders = [threading.Thread(target=lambda seed=seed: arrived.extend(
+            fanout.runs(deterministic, replace(short, seed=seed), BatchPlan(3, 3)))) for seed in (None, 42)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+    assert len(arrived) == 6 and all(result.ok for result in arrived)
+    assert {json.loads(result.raw)["batch"]["size"] for result in arrived} == {6}

@@ -1,12 +1,25 @@
-"""The run parameters' widgets, read once into a typed Params: the seed is parsed here, nowhere else in the app."""
+"""The run parameters' widgets, read once into a typed Params: the seed is parsed here, nowhere else in the app.
+
+Each page draws only the widgets it uses (`all_parameters`, `seed_demo_parameters`, `no_parameters`); what it does
+not draw keeps its default. `made_by` and `inputs_key` say which settings produced a set of results."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from core import BatchPlan, InvalidRequest, Limits, RunRequest, parse_seed
+from core import BackendInfo, BatchPlan, ConfigurationError, InvalidRequest, Limits, RunRequest, parse_seed, provider
+
+DEMO_SEED = 42
+DEFAULT_TEMPERATURE = 0.1
+DEFAULT_RUNS = 5
+DEFAULT_MAX_TOKENS = 128
+# SmolLM2's seeded classic answer (T 0.1, seed 42) ends its third sentence at token 65: a live demo ends on a
+# sentence, and every step saved shortens the wait (measured with core.backends.batched).
+LOCAL_MAX_TOKENS = 65
+ALL = "all"  # the in-flight slider's first stop: every request of the batch at once, within the process cap
 
 
 @dataclass(frozen=True)
@@ -37,10 +50,23 @@ class Params:
         return BatchPlan(self.runs, self.concurrency)
 
 
+Controls = Callable[[Limits, str], Params]  # (limits, chosen provider) -> the page's parameters
+
+
+def default_max_tokens(limits: Limits, backend: str) -> int:
+    return min(LOCAL_MAX_TOKENS if backend == "local" else DEFAULT_MAX_TOKENS, limits.max_tokens)
+
+
+def no_parameters(limits: Limits, backend: str) -> Params:
+    """No widget: the defaults, for pages that set what they vary themselves (Sweep, History)."""
+    return Params(DEFAULT_TEMPERATURE, 1.0, default_max_tokens(limits, backend), DEMO_SEED,
+                  min(DEFAULT_RUNS, limits.max_runs), 1)
+
+
 def _seed() -> tuple[int | None, str | None]:
     """The seed box: no seed when the toggle is off; else the parsed seed, or why it does not parse."""
     use_seed = st.toggle("Fixed seed", value=True, key="use_seed")
-    text = st.text_input("Seed", "42", key="seed", disabled=not use_seed,
+    text = st.text_input("Seed", str(DEMO_SEED), key="seed", disabled=not use_seed,
                          help="Any whole number in the signed 64-bit range.")
     if not use_seed:
         return None, None
@@ -50,13 +76,52 @@ def _seed() -> tuple[int | None, str | None]:
         return None, str(exc)
 
 
-def parameters(limits: Limits, concurrency: int) -> Params:
-    """The Parameters section of the sidebar, bounded by the limits; `concurrency` comes from the backend's widgets."""
+def _sampling(limits: Limits, backend: str, seed: Callable[[], tuple[int | None, str | None]]) -> Params:
     st.header("Parameters")
-    temperature = st.slider("Temperature", 0.0, 2.0, 0.1, step=0.05, key="temperature")
-    seed, seed_error = _seed()
-    runs = st.slider("Runs (identical requests)", 2, max(2, limits.max_runs), min(5, limits.max_runs), key="runs")
-    max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, min(128, limits.max_tokens), step=16,
+    temperature = st.slider("Temperature", 0.0, 2.0, DEFAULT_TEMPERATURE, step=0.05, key="temperature")
+    chosen_seed, seed_error = seed()
+    runs = st.slider("Runs (identical requests)", 2, max(2, limits.max_runs), min(DEFAULT_RUNS, limits.max_runs),
+                     key="runs")
+    max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, default_max_tokens(limits, backend), step=16,
                                  key="max_tokens")
     top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
-    return Params(temperature, top_p, int(max_tokens), seed, runs, concurrency, seed_error)
+    return Params(temperature, top_p, int(max_tokens), chosen_seed, runs, 1, seed_error)
+
+
+def all_parameters(limits: Limits, backend: str) -> Params:
+    """Every run parameter, in the sidebar (Experiment)."""
+    return _sampling(limits, backend, _seed)
+
+
+def seed_demo_parameters(limits: Limits, backend: str) -> Params:
+    """Every run parameter but the seed, which the page fixes at DEMO_SEED for its seeded scenario."""
+    return _sampling(limits, backend, lambda: (DEMO_SEED, None))
+
+
+def requests_in_flight(limits: Limits, runs: int | None) -> int:
+    """The Advanced slider: by default all of a batch's requests at once (bounded by REPRO_GLOBAL_CONCURRENCY)."""
+    most = max(1, min(limits.global_concurrency, limits.max_runs))
+    everything = f"all ({min(runs, most)})" if runs else "all"
+    chosen = st.select_slider("Requests in flight at once", [ALL, *range(1, most + 1)], value=ALL, key="concurrency",
+                              format_func=lambda value: everything if value == ALL else str(value),
+                              help="Identical requests sent together share the server's batch conditions. "
+                                   f"This instance allows {most} at once (REPRO_GLOBAL_CONCURRENCY).")
+    return most if chosen == ALL else chosen
+
+
+def made_by(params: Params, backend_info: BackendInfo) -> str:
+    """One line naming what produced a set of results: backend, model, T, top_p, seed, N, mode."""
+    try:
+        backend = provider(backend_info.provider).title
+    except ConfigurationError:  # a provider not registered here (an imported export) is named as stored
+        backend = backend_info.provider
+    parts = [backend, backend_info.model, f"T {params.temperature:g}", f"top_p {params.top_p:g}",
+             f"seed {params.seed}" if params.seed is not None else "no seed", f"N {params.runs}"]
+    if backend_info.mode:
+        parts.append(f"{backend_info.mode} mode")
+    return " · ".join(parts)
+
+
+def inputs_key(params: Params, backend_info: BackendInfo | None, *others: object) -> str:
+    """Everything a set of results depends on, as one value: when it changes, results made before are stale."""
+    return repr((params, backend_info, others))

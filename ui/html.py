@@ -18,8 +18,15 @@ STYLE = """<style>
 .rl-card{border:1px solid rgba(128,128,128,.35);border-radius:.6rem;padding:.7rem .9rem;margin:.2rem 0;
   min-height:7rem;overflow-wrap:anywhere}
 .rl-card.rl-failed{border-color:rgba(229,72,77,.7);background:rgba(229,72,77,.07)}
-.rl-meta{font-size:.8rem;opacity:.75;margin-bottom:.35rem;display:flex;flex-wrap:wrap;gap:.2rem .8rem}
-.rl-meta b{opacity:1}
+.rl-card.rl-grouped{border-left:.4rem solid var(--rl-fill)}
+.rl-meta{font-size:.8rem;margin-bottom:.35rem;display:flex;flex-wrap:wrap;align-items:center;gap:.2rem .8rem}
+.rl-meta>span:not(.rl-badge){opacity:.85}
+.rl-badge{display:inline-block;min-width:1.7em;text-align:center;font-weight:800;font-size:.85rem;line-height:1.5;
+  padding:0 .4rem;border-radius:.35rem;background:var(--rl-fill);color:var(--rl-ink);
+  box-shadow:0 0 0 1px rgba(128,128,128,.6);white-space:nowrap}
+.rl-fold{margin:0 0 .15rem 0;white-space:normal}
+.rl-fold summary{cursor:pointer;font-style:italic;font-size:.9rem;opacity:.75}
+.rl-fold[open]{white-space:pre-wrap;opacity:.75}
 .rl-text{white-space:pre-wrap;word-break:break-word;line-height:1.5;font-size:.98rem;margin:0;max-height:15rem;
   overflow:auto}
 .rl-error{color:rgb(229,72,77);font-weight:600}
@@ -45,6 +52,32 @@ STYLE = """<style>
 .rl-fork-table .rl-bar{height:.6rem;background:rgb(217,72,15);border-radius:.3rem}
 .rl-tie{display:inline-block;font-size:.75rem;font-weight:700;padding:0 .4rem;border-radius:.6rem;
   background:rgba(210,153,34,.35)}
+.rl-verdict{border:1px solid rgba(128,128,128,.35);border-left:.5rem solid var(--rl-tone);border-radius:.6rem;
+  padding:.45rem 1rem .55rem;margin:.1rem 0 .5rem}
+.rl-v-same{--rl-tone:#009E73;background:rgba(0,158,115,.09)}
+.rl-v-split{--rl-tone:#D55E00;background:rgba(213,94,0,.09)}
+.rl-v-none{--rl-tone:#8C8C8C}
+.rl-v-title{font-size:1rem;font-weight:700;margin:0;opacity:.85}
+.rl-v-sentence{font-size:2.1rem;font-weight:750;line-height:1.2;margin:.05rem 0 .35rem}
+.rl-v-numbers{display:flex;flex-wrap:wrap;gap:.2rem 1.8rem;margin:0 0 .25rem}
+.rl-v-numbers span{display:flex;flex-direction:column}
+.rl-v-numbers small{font-size:.8rem;opacity:.75}
+.rl-v-numbers b{font-size:1.3rem;line-height:1.25}
+.rl-v-stats{font-size:1.05rem;margin:0}
+.rl-v-warn{font-size:.95rem;margin:.15rem 0 0;font-weight:600}
+.rl-v-made{font-size:.85rem;opacity:.8;margin:.2rem 0 0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}
+.rl-stale-label{display:inline-block;font-weight:700;font-size:.95rem;padding:.1rem .6rem;border-radius:.4rem;
+  background:#F0E442;color:#000;margin:0 0 .3rem}
+.rl-verdict.rl-stale>:not(.rl-stale-label){opacity:.4}
+[class*="st-key-"]:has(>div>div>.rl-stale-label)>:not(:has(.rl-stale-label)){opacity:.4;filter:grayscale(.8)}
+.rl-groups{border-collapse:collapse;width:100%;font-size:.95rem}
+.rl-groups th,.rl-groups td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid rgba(128,128,128,.25);
+  vertical-align:top}
+.rl-groups td.rl-preview{white-space:pre-wrap;overflow-wrap:anywhere}
+.rl-scroll{max-height:26rem;overflow:auto}
+.rl-causes{list-style:none;padding:0;margin:.2rem 0 .6rem 0}
+.rl-causes li{margin:.2rem 0;display:flex;gap:.5rem;align-items:baseline}
+.rl-cause{font-weight:700;white-space:nowrap}
 </style>"""
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -72,17 +105,58 @@ def run_meta(result: RunResult) -> str:
     return "".join(f"<span>{p}</span>" for p in parts)
 
 
-def run_card(result: RunResult) -> str:
+# Okabe–Ito without its black (a dark theme's background): fills a colour-blind reader tells apart, each with the
+# ink (black or white) that reads on it at 4.5:1 or better; A, the modal answer, is blue.
+PALETTE = (("#0072B2", "#FFFFFF"), ("#E69F00", "#000000"), ("#009E73", "#000000"), ("#CC79A7", "#000000"),
+           ("#56B4E9", "#000000"), ("#D55E00", "#000000"), ("#F0E442", "#000000"))
+OTHER_GROUPS = ("#8C8C8C", "#000000")  # past the palette the letters alone tell groups apart
+
+
+def letter_position(letter: str) -> int:
+    """The inverse of core.group_letter: A → 0, Z → 25, AA → 26."""
+    position = 0
+    for char in letter:
+        position = position * 26 + ord(char) - ord("A") + 1
+    return position - 1
+
+
+def group_colours(letter: str) -> tuple[str, str]:
+    """The fill and ink of a group's badge."""
+    position = letter_position(letter)
+    return PALETTE[position] if position < len(PALETTE) else OTHER_GROUPS
+
+
+def group_style(letter: str) -> str:
+    """The CSS variables a badge and a card's edge take their colours from."""
+    fill, ink = group_colours(letter)
+    return f"--rl-fill:{fill};--rl-ink:{ink}"
+
+
+def badge(letter: str, label: str | None = None) -> str:
+    """The group's letter (or `label`, e.g. "A ×22") on its colour."""
+    return (f'<span class="rl-badge" data-group="{escape(letter)}" style="{group_style(letter)}">'
+            f"{escape(label or letter)}</span>")
+
+
+def card(body: str, meta: str, *, attributes: str, letter: str | None = None, notice: str | None = None,
+         failed: bool = False) -> str:
+    """A card: its facts line, a notice, the body; with a letter, the group's badge colour on its edge."""
+    css = "rl-card" + (" rl-failed" if failed else "") + (" rl-grouped" if letter else "")
+    style = f' data-group="{escape(letter)}" style="{group_style(letter)}"' if letter else ""
+    notice_html = f'<p class="rl-notice">{escape(notice)}</p>' if notice else ""
+    return f'<div class="{css}" {attributes}{style}><div class="rl-meta">{meta}</div>{notice_html}{body}</div>'
+
+
+def run_card(result: RunResult, letter: str | None = None) -> str:
+    """One run's card, its whole text; with `letter`, its group's badge."""
     if result.ok:
-        body = f'<p class="rl-text">{escape(result.text or "")}</p>'
-        css = "rl-card"
+        body = f'<div class="rl-text">{escape(result.text or "")}</div>'
     else:
-        body = (f'<p class="rl-text"><span class="rl-error">{escape(result.error.kind)}</span> '
-                f'{escape(result.error.message)}</p>')
-        css = "rl-card rl-failed"
-    notice = f'<p class="rl-notice">{escape(result.notice)}</p>' if result.notice else ""
-    return (f'<div class="{css}" data-run="{result.index}"><div class="rl-meta">{run_meta(result)}</div>'
-            f'{notice}{body}</div>')
+        body = (f'<div class="rl-text"><span class="rl-error">{escape(result.error.kind)}</span> '
+                f'{escape(result.error.message)}</div>')
+    meta = (badge(letter) if letter else "") + run_meta(result)
+    return card(body, meta, attributes=f'data-run="{result.index}"', letter=letter, notice=result.notice,
+                failed=not result.ok)
 
 
 def _side(segments: Sequence[Segment], left: bool, *, fork: bool = True) -> str:

@@ -1,49 +1,100 @@
 """Runs shown while they arrive: a job of batches sent in the background and followed by the page's script runs, its
-live run cards, and the live table of a sweep's cells."""
+live run cards, and a sweep's charts drawn as its cells fill."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
+from html import escape
 
-import pandas as pd
 import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
-from core import Cell, Recording, Relay, RunRequest, RunResult, SweepPlan
-from ui.html import run_card
+from core import Recording, Relay, RunRequest, RunResult, SweepPlan, SweepResult, group_letter
+from ui.html import badge, run_card
 from ui.results import CARDS_PER_ROW, card_slots
+from ui.sweeps import sweep_charts
 
 _WAITING = '<div class="rl-card" style="opacity:.45"><div class="rl-meta"><b>Run {n}</b> waiting…</div></div>'
-
-
-def _waiting_cards(total: int, per_row: int) -> tuple:
-    """A progress bar and a waiting card per run, each card's slot to be filled when its run arrives."""
-    progress = st.progress(0.0, text=_progress_text(0, total))
-    slots = card_slots(total, per_row)
-    for k, slot in enumerate(slots):
-        slot.html(_WAITING.format(n=k + 1))
-    return progress, slots
+LIVE_GRID_ABOVE = 12  # more runs than this arrive as tiles of one compact grid, not as N waiting cards
+_GRID_STYLE = ("<style>.rl-live{display:flex;flex-wrap:wrap;gap:.35rem}.rl-tile{display:inline-flex;gap:.3rem;"
+               "align-items:center;min-width:5.6rem;padding:.2rem .45rem;border:1px solid rgba(128,128,128,.4);"
+               "border-radius:.4rem;font-size:.85rem}.rl-tile.rl-wait{opacity:.4}.rl-tile.rl-bad{"
+               "border-color:rgb(229,72,77);color:rgb(229,72,77);font-weight:700}</style>")
 
 
 def _progress_text(done: int, total: int) -> str:
     return f"{done} of {total} runs done" if done else f"Sending {total} identical requests…"
 
 
+def _letters_so_far(arrived: Sequence[RunResult]) -> dict[int, str]:
+    """Each successful run's group letter among the runs in so far: A is the most common answer yet."""
+    runs_by_text: dict[str, list[int]] = {}
+    for result in sorted(arrived, key=lambda r: r.index):
+        if result.ok:
+            runs_by_text.setdefault(result.text or "", []).append(result.index)
+    ranked = sorted(runs_by_text.values(), key=lambda runs: (-len(runs), runs[0]))
+    return {index: group_letter(position) for position, runs in enumerate(ranked) for index in runs}
+
+
+def live_grid(arrived: Sequence[RunResult], total: int) -> str:
+    """A tile per run: waiting, failed, or its group's badge and latency once it is in."""
+    letters, by_index = _letters_so_far(arrived), {result.index: result for result in arrived}
+    tiles = []
+    for index in range(total):
+        result = by_index.get(index)
+        if result is None:
+            tiles.append(f'<span class="rl-tile rl-wait" data-tile="{index}">{index + 1} …</span>')
+        elif not result.ok:
+            tiles.append(f'<span class="rl-tile rl-bad" data-tile="{index}">{index + 1} ✕ '
+                         f'{escape(result.error.kind)}</span>')
+        else:
+            tiles.append(f'<span class="rl-tile" data-tile="{index}">{badge(letters[index])} {index + 1} · '
+                         f'{result.latency_ms / 1000:.1f} s</span>')
+    return f'{_GRID_STYLE}<div class="rl-live">{"".join(tiles)}</div>'
+
+
+class _LiveView:
+    """Where one batch's runs appear as they arrive: a progress bar, then a card per run, or one compact grid above
+    LIVE_GRID_ABOVE runs."""
+
+    def __init__(self, total: int, per_row: int):
+        self.total, self.drawn = total, 0
+        self.progress = st.progress(0.0, text=_progress_text(0, total))
+        self.grid = st.empty() if total > LIVE_GRID_ABOVE else None
+        self.slots = [] if self.grid else card_slots(total, per_row)
+        if self.grid:
+            self.grid.html(live_grid([], total))
+        for k, slot in enumerate(self.slots):
+            slot.html(_WAITING.format(n=k + 1))
+
+    def show(self, arrived: Sequence[RunResult]) -> None:
+        """Draw the runs that arrived since the last call (every call also ticks the progress bar)."""
+        if self.grid and len(arrived) > self.drawn:
+            self.grid.html(live_grid(arrived, self.total))
+        elif not self.grid:
+            for result in arrived[self.drawn:]:
+                self.slots[result.index].html(run_card(result))
+        self.drawn = len(arrived)
+        self.progress.progress(self.drawn / self.total, text=_progress_text(self.drawn, self.total))
+
+    def done(self) -> None:
+        self.progress.empty()
+
+
 def live_runs(arriving: Iterator[RunResult], total: int, per_row: int = CARDS_PER_ROW) -> list[RunResult]:
-    """Fill a card per run the moment it arrives; returns the results by index. If the script run is interrupted
+    """Show each run the moment it arrives; returns the results by index. If the script run is interrupted
     (the visitor clicks again or leaves), closing `arriving` cancels the requests still in flight."""
-    progress, slots = _waiting_cards(total, per_row)
-    results = []
+    view, results = _LiveView(total, per_row), []
     with contextlib.closing(arriving):
         for result in arriving:
             results.append(result)
-            slots[result.index].html(run_card(result))
-            progress.progress(len(results) / total, text=_progress_text(len(results), total))
-    progress.empty()
+            view.show(results)
+    view.done()
     return sorted(results, key=lambda r: r.index)
 
 
@@ -78,9 +129,47 @@ class _Job:
     relay: Relay[RunResult]
 
 
-def start_job(key: str, batches: Sequence[LiveBatch]) -> None:
-    """Send the batches one after the other, in the background; follow_job(key) shows them."""
-    st.session_state[JOB] = _Job(key, st.session_state.get(PAGE), tuple(batches), Relay([b.send for b in batches]))
+class JobSlot:
+    """The session's one job, started under a lock: of two clicks at once, only the first admits (takes quota) and
+    starts its job; the other finds it running and sends nothing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def start(self, state: MutableMapping, make: Callable[[], object], admit: Callable[[], None] | None) -> bool:
+        """Admit and store `make()` under JOB unless a job is there; False when one is. A refusal by `admit`
+        (InvalidRequest) propagates, with nothing started."""
+        with self._lock:
+            if state.get(JOB) is not None:
+                return False
+            if admit is not None:
+                admit()
+            state[JOB] = make()
+            return True
+
+
+SLOT = "job_slot"
+_SLOT_MADE = threading.Lock()  # one JobSlot per session, even when two runs of it ask at the same moment
+
+
+def _slot() -> JobSlot:
+    with _SLOT_MADE:
+        if SLOT not in st.session_state:
+            st.session_state[SLOT] = JobSlot()
+        return st.session_state[SLOT]
+
+
+def start_job(key: str, batches: Sequence[LiveBatch], admit: Callable[[], None] | None = None, *,
+              together: bool = False) -> bool:
+    """Unless a job is on its way: admit (take the quota; InvalidRequest refuses), send the batches in the
+    background, one after the other or `together`, and return True; follow_job(key) shows them. While a job runs:
+    False, nothing admitted or sent."""
+    page = st.session_state.get(PAGE)
+
+    def job() -> _Job:
+        return _Job(key, page, tuple(batches), Relay([batch.send for batch in batches], together=together))
+
+    return _slot().start(st.session_state, job, admit)
 
 
 def job_running(key: str | None = None) -> bool:
@@ -90,16 +179,15 @@ def job_running(key: str | None = None) -> bool:
 
 
 def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PER_ROW) -> list[ShownBatch]:
-    """Show the job started under `key` live, batch after batch (each in its place, under its title, when places are
-    given), until every run is in; then forget the job and return its batches.
+    """Show the job started under `key` live, its batches side by side as they arrive (each in its place, under its
+    title, when places are given), until every run is in; then forget the job and return its batches.
 
     The job runs in the background, not in this script run: at the visitor's next click Streamlit stops this run
     and starts another, which finds the job and goes on showing it, so a second click sends nothing. A run stopped
     because the visitor left cancels the job."""
     job = st.session_state[JOB]
     try:
-        shown = [_show_batch(job, k, place, per_row)
-                 for k, place in enumerate(places or [None] * len(job.batches))]
+        shown = _show_batches(job, places or [None] * len(job.batches), per_row)
     except StopException:
         if not _visitor_still_here():
             _forget(job)
@@ -113,23 +201,26 @@ def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PE
     return shown
 
 
-def _show_batch(job: _Job, k: int, place, per_row: int) -> ShownBatch:
-    batch = job.batches[k]
-    with place.container() if place else contextlib.nullcontext():
-        if place:
-            st.subheader(batch.title)
-        progress, slots = _waiting_cards(batch.total, per_row)
-        arrived, done, drawn = [], False, 0
-        while not done:
-            arrived, done = job.relay.wait(k, drawn, TICK_S)
-            for result in arrived[drawn:]:
-                slots[result.index].html(run_card(result))
-            drawn = len(arrived)
-            progress.progress(drawn / batch.total, text=_progress_text(drawn, batch.total))  # also the tick
-        progress.empty()
+def _show_batches(job: _Job, places: Sequence, per_row: int) -> list[ShownBatch]:
+    views = []
+    for batch, place in zip(job.batches, places):
+        with place.container() if place else contextlib.nullcontext():
+            if place and batch.title:
+                st.subheader(batch.title)
+            views.append(_LiveView(batch.total, per_row))
+    arrived: list[list[RunResult]] = [[] for _ in job.batches]
+    waiting = set(range(len(job.batches)))
+    while waiting:
+        for k in sorted(waiting):
+            arrived[k], done = job.relay.wait(k, views[k].drawn, TICK_S / len(waiting))
+            views[k].show(arrived[k])  # also the tick
+            if done:
+                waiting.discard(k)
+                views[k].done()
     if job.relay.error:
         raise job.relay.error
-    return ShownBatch(batch.title, sorted(arrived, key=lambda r: r.index), job.relay.opened[k])
+    return [ShownBatch(batch.title, sorted(results, key=lambda r: r.index), job.relay.opened[k])
+            for k, (batch, results) in enumerate(zip(job.batches, arrived))]
 
 
 def _visitor_still_here() -> bool:
@@ -159,12 +250,76 @@ def click_refused() -> None:
                "its results keep arriving on this page.")
 
 
-def live_cells(recording: Recording[tuple[Cell, RunResult]], plan: SweepPlan, base: RunRequest, progress,
-               table) -> Iterator[tuple[Cell, RunResult]]:
-    """Yield each (cell, result) as it arrives while the progress bar and the table of cells follow."""
-    done = {cell.label: 0 for cell in plan.cells(base)}
-    for count, (cell, result) in enumerate(recording, start=1):
-        done[cell.label] += 1
-        progress.progress(count / plan.total_requests, text=f"{count} of {plan.total_requests} requests done")
-        table.dataframe(pd.DataFrame({"Cell": list(done), "Runs done": list(done.values())}), hide_index=True)
-        yield cell, result
+def live_cells(key: str, base: RunRequest, plan: SweepPlan) -> tuple[SweepResult, Recording]:
+    """Follow the sweep started under `key` (one batch of (cell, result) pairs) like follow_job follows a batch:
+    a progress bar, and the charts drawn again in place as runs arrive; then forget the job and return the sweep and
+    its recording (history id, save error)."""
+    job = st.session_state[JOB]
+    total = plan.total_requests
+    progress, charts = st.progress(0.0), st.empty()
+    arrived, done, drawn = [], False, -1  # -1: the empty charts are drawn at once, before any run is in
+    try:
+        while not done:
+            if len(arrived) > drawn:
+                drawn = len(arrived)
+                with charts.container():
+                    sweep_charts(SweepResult.collect(base, plan, arrived).summaries())
+            text = f"{drawn} of {total} requests done" if drawn else f"Sending {total} requests…"
+            progress.progress(drawn / total, text=text)  # also the tick
+            arrived, done = job.relay.wait(0, drawn, TICK_S)
+    except StopException:
+        if not _visitor_still_here():
+            _forget(job)
+        raise
+    except RerunException:
+        raise
+    except BaseException:
+        _forget(job)
+        raise
+    _forget(job)
+    progress.empty()
+    charts.empty()
+    if job.relay.error:
+        raise job.relay.error
+    return SweepResult.collect(base, plan, arrived), job.relay.opened[0]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a click sent, kept with its results: the inputs it was sent with (to tell when they go stale), and per
+    batch the line naming its settings and its request."""
+
+    inputs: str
+    made_by: tuple[str, ...]
+    requests: tuple[RunRequest, ...]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A page's last finished job: what was sent, the batches as they came back, and its number (fresh widget keys)."""
+
+    sent: Sent
+    batches: tuple[ShownBatch, ...]
+    number: int
+
+    def stale(self, inputs: str) -> bool:
+        return self.sent.inputs != inputs
+
+
+def send_job(key: str, batches: Sequence[LiveBatch], sent: Sent, admit: Callable[[], None], *,
+             together: bool = False) -> bool:
+    """start_job, remembering what was sent for the results to carry; False (nothing sent) while a job runs."""
+    started = start_job(key, batches, admit, together=together)
+    if started:
+        st.session_state[f"{key}_sent"] = sent
+    return started
+
+
+def finished_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PER_ROW) -> Finished | None:
+    """Follow the job sent under `key` to its end if it is on its way; the last finished job under `key`, if any."""
+    if job_running(key):
+        shown = follow_job(key, places, per_row)
+        previous = st.session_state.get(f"{key}_finished")
+        st.session_state[f"{key}_finished"] = Finished(st.session_state[f"{key}_sent"], tuple(shown),
+                                                       previous.number + 1 if previous else 1)
+    return st.session_state.get(f"{key}_finished")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.html import md
+from ui.present import presenting
+
 PRESETS = {
     "Story (classic demo)": ("You always produce 3-sentence answers.", "Create a story about red panda."),
     "Factual question": ("You answer precisely and briefly.", "What causes the seasons on Earth?"),
@@ -34,4 +37,24 @@ def prompt_box(key: str) -> tuple[str, str]:
     system_text, prompt_text = PRESETS[chosen]
     system = st.text_area("System prompt", system_text, key=system_key, height=68)
     prompt = st.text_area("User prompt", prompt_text, key=prompt_key, height=100)
+    return system, prompt
+
+
+def _open_key(key: str) -> str:
+    return f"{key}_prompt_open"
+
+
+def fold_prompt(key: str) -> None:
+    """A Run button's callback: fold the prompt away, so the results that follow start near the top of the page."""
+    st.session_state[_open_key(key)] = False
+
+
+def folding_prompt_box(key: str) -> tuple[str, str]:
+    """prompt_box inside an expander, open until a run folds it (fold_prompt) and folded from the start when
+    presenting; while folded, one line quotes the prompts. Returns (system, prompt)."""
+    with st.expander("Prompt", expanded=not presenting(), key=_open_key(key), on_change="rerun",
+                     icon=":material/edit_note:"):
+        system, prompt = prompt_box(key)
+    if not st.session_state.get(_open_key(key)):
+        st.caption(f"System: “{md(system)}” · User: “{md(prompt)}”")
     return system, prompt

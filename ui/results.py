@@ -1,5 +1,6 @@
-"""The results view every page shares, once the runs are in: run cards, the headline, groups, the side-by-side diff,
-the heatmap. (ui.live shows them while they arrive.)"""
+"""The results view every page shares, once the runs are in: the verdict block, the run cards by group, the groups,
+the side-by-side diff, why the runs fork, the divergence tree and the heatmap. (ui.live shows the runs as they arrive.)
+"""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import Comparison, RunResult, Summary, compare, diff, divergence_tree, fork_between, render_lines, token_strip
-from ui.html import diff_columns, fork_table, legend, md, run_card, strip_html
+from core import (MATRIX_MAX_RUNS, Comparison, RunRequest, RunResult, Summary, compare, diff, divergence_tree,
+                  fork_between, fork_causes, render_lines, token_strip)
+from ui.groups import causes_list, group_cards, groups_table, lettered_groups, open_card, runs_in_group_order
+from ui.html import diff_columns, fork_table, group_colours, legend, md, run_card, strip_html
+from ui.verdict import stale_container, verdict_block
 
 CARDS_PER_ROW = 3
+GRID_ABOVE = 12  # more runs than this: the group cards that fit two rows, then a compact grid of every run
+HEATMAP_MAX = MATRIX_MAX_RUNS  # runs (then groups) in the heatmap: N² cells of a larger batch would weigh on the browser
 
 
 def card_slots(count: int, per_row: int) -> list:
@@ -24,9 +30,57 @@ def card_slots(count: int, per_row: int) -> list:
     return slots
 
 
-def run_cards(results: Sequence[RunResult], per_row: int = CARDS_PER_ROW) -> None:
-    for slot, result in zip(card_slots(len(results), per_row), results):
-        slot.html(run_card(result))
+def _show_cards(cards: Sequence[str], per_row: int) -> None:
+    for slot, markup in zip(card_slots(len(cards), per_row), cards):
+        slot.html(markup)
+
+
+def run_cards(results: Sequence[RunResult], comparison: Comparison | None = None, per_row: int = CARDS_PER_ROW, *,
+              key: str = "cards") -> None:
+    """A card per run; with a comparison, a stacked card per group ("A ×22") and the failed runs' cards, and above
+    GRID_ABOVE runs only the group cards of two rows, then a grid of all runs (its widget keyed `key`_grid)."""
+    if comparison is None:
+        _show_cards([run_card(result) for result in results], per_row)
+        return
+    stacks = group_cards(results, comparison)
+    if len(results) <= GRID_ABOVE:
+        _show_cards(stacks + [run_card(result) for result in results if not result.ok], per_row)
+        return
+    _show_cards(stacks[: 2 * per_row], per_row)
+    if len(stacks) > 2 * per_row:
+        st.caption(f"{len(stacks) - 2 * per_row} more groups: their runs are in the table below.")
+    _run_grid(results, comparison, key)
+
+
+def grid_frame(results: Sequence[RunResult], comparison: Comparison) -> pd.DataFrame:
+    """A row per run in run order: its group letter ("failed" for a failed run), latency, fingerprint, tokens."""
+    return pd.DataFrame([{
+        "Run": result.index + 1, "Group": comparison.letter(result.index) or "failed",
+        "Latency (ms)": round(result.latency_ms),
+        "Fingerprint": result.system_fingerprint or "–",
+        "Tokens": result.usage.completion_tokens if result.usage else None,
+        "Finish": (result.finish_reason or "?") if result.ok else f"failed: {result.error.kind}",
+    } for result in sorted(results, key=lambda result: result.index)])
+
+
+def _badge_cell(letter: str) -> str:
+    if letter == "failed":
+        return "color:rgb(229,72,77);font-weight:700"
+    fill, ink = group_colours(letter)
+    return f"background-color:{fill};color:{ink};font-weight:700"
+
+
+def _run_grid(results: Sequence[RunResult], comparison: Comparison, key: str) -> None:
+    """Every run in a row; picking one opens its card beside the grid."""
+    frame = grid_frame(results, comparison)
+    grid, opened = st.columns([2, 3])
+    picked = grid.dataframe(frame.style.map(_badge_cell, subset=["Group"]), hide_index=True, width="content",
+                            on_select="rerun", selection_mode="single-row", key=f"{key}_grid")
+    if picked.selection.rows:
+        by_number = {result.index + 1: result for result in results}
+        opened.html(open_card(by_number[int(frame.Run[picked.selection.rows[0]])], comparison))
+    else:
+        opened.caption(f"All {len(results)} runs, by group letter. Pick a run to open it here.")
 
 
 def nothing_sent(exc: Exception) -> None:
@@ -58,49 +112,18 @@ def _where(summary: Summary) -> str:
     return f"they share the first {shared} word{'s' if shared != 1 else ''}, then part"
 
 
-def divergence_label(summary: Summary) -> str:
-    """The headline's value: the first word (counted from 1) at which some run leaves the modal output."""
-    if summary.all_identical:
-        return "all identical"
-    if summary.first_divergence_word is None:
-        return "–"
-    return f"word {summary.first_divergence_word + 1}"
-
-
-def headline(summary: Summary) -> None:
-    columns = st.columns(5)
-    columns[0].metric("Unique outputs", f"{summary.unique_outputs} / {summary.successful}")
-    rate = "–" if summary.identical_rate is None else f"{summary.identical_rate:.0%}"
-    columns[1].metric("Identical rate", rate, help="Runs that match the most common output.")
-    columns[2].metric("First divergence", divergence_label(summary),
-                      help="The first word at which some run leaves the most common output.")
-    similarity = "–" if summary.mean_similarity is None else f"{summary.mean_similarity:.3f}"
-    columns[3].metric("Mean similarity", similarity, help="Token-level Indel similarity, 1 = identical.")
-    fingerprints = summary.fingerprints
-    columns[4].metric("Fingerprints", str(len(fingerprints.counts)) + (" (mixed)" if fingerprints.mixed else ""),
-                      help=f"Distinct system_fingerprint values; {fingerprints.missing} successful runs reported none.")
-    if fingerprints.mixed:
-        st.warning("This batch was served by several backend configurations: "
-                   + ", ".join(f"{md(fp)} ×{n}" for fp, n in fingerprints.counts.items())
-                   + ". Different fingerprints alone can explain different outputs.")
-    if summary.errors:
-        st.error(f"{summary.errors} of {summary.runs} runs failed; their cards say why. "
-                 "They are left out of the statistics.")
-
-
 def _groups(comparison: Comparison) -> None:
-    rows = [{"Runs": ", ".join(str(i + 1) for i in g.run_indices), "Count": g.count,
-             "Output": g.text[:160] + ("…" if len(g.text) > 160 else "")} for g in comparison.groups]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.html(groups_table(comparison))
     if len(comparison.loose_groups) < len(comparison.groups):
         st.caption(f"Ignoring whitespace and case, there are {len(comparison.loose_groups)} distinct outputs.")
 
 
-def _diff_picker(results: Sequence[RunResult], comparison: Comparison, key: str) -> None:
+def _diff_picker(results: Sequence[RunResult], comparison: Comparison, key: str) -> tuple[RunResult, RunResult]:
+    """Two runs side by side, by default the modal answer and the run least like it; returns the two."""
     ok = {r.index: r for r in results if r.ok}
     left_default, right_default = comparison.default_pair()
-    options = list(ok)
-    label = {i: f"Run {i + 1}" for i in options}
+    options = [run for _, run in runs_in_group_order(comparison)]
+    label = {run: f"Run {run + 1} · {letter}" for letter, run in runs_in_group_order(comparison)}
     pick = st.columns(2)
     left = pick[0].selectbox("Left", options, index=options.index(left_default), key=f"{key}_left",
                              format_func=label.get)
@@ -109,12 +132,21 @@ def _diff_picker(results: Sequence[RunResult], comparison: Comparison, key: str)
     a, b = ok[left].text or "", ok[right].text or ""
     if a == b:
         st.success(f"Run {left + 1} and run {right + 1} are byte-identical.")
-    st.html(diff_columns(diff(a, b), f"Run {left + 1}", f"Run {right + 1}"))
+    st.html(diff_columns(diff(a, b), label[left], label[right]))
     st.html(legend())
-    _fork_view(ok[left], ok[right])
+    return ok[left], ok[right]
 
 
 STRIP_BEFORE, STRIP_AFTER = 40, 12
+
+
+def _why(results: Sequence[RunResult], comparison: Comparison, request: RunRequest | None) -> None:
+    """A line per group that parts from A: its likely cause and the evidence."""
+    st.subheader("Why they fork")
+    if request is None:
+        st.caption("The request that made these runs is not known here, so their fork causes are not either.")
+        return
+    st.html(causes_list(fork_causes(results, request), comparison))
 
 
 def _fork_view(a: RunResult, b: RunResult) -> None:
@@ -122,9 +154,9 @@ def _fork_view(a: RunResult, b: RunResult) -> None:
     sides = fork_between(a, b)
     if sides is None:
         if a.text != b.text and not (a.logprobs and b.logprobs):
-            st.caption("Ask for log-probabilities to see why these two runs part at their first fork.")
+            st.caption("Ask for log-probabilities to see what these two runs chose at their first fork.")
         return
-    st.subheader("At the first fork")
+    st.markdown(f"**At the first fork of run {a.index + 1} and run {b.index + 1}**")
     for column, side, run in zip(st.columns(2), sides, (a, b)):
         start = max(0, side.position - STRIP_BEFORE)
         column.html(fork_table(side))
@@ -133,38 +165,62 @@ def _fork_view(a: RunResult, b: RunResult) -> None:
                "A near tie (top two within 10 points) is the usual reason a fixed seed still forks.")
 
 
+def heatmap_cells(comparison: Comparison) -> tuple[pd.DataFrame, list[str]]:
+    """The similarity of every pair of runs in group order (A's runs first), so groups read as blocks; above
+    HEATMAP_MAX runs, of every pair of groups (the HEATMAP_MAX largest). Returns the cells and the axis order."""
+    if len(comparison.matrix_runs) > HEATMAP_MAX:
+        shown = lettered_groups(comparison)[:HEATMAP_MAX]
+        labels = [f"{letter} ×{group.count}" for letter, group in shown]
+        matrix = [row[: len(shown)] for row in comparison.group_matrix[: len(shown)]]
+    else:
+        ordered = runs_in_group_order(comparison)
+        labels = [f"{letter} · run {run + 1}" for letter, run in ordered]
+        position = {run: k for k, run in enumerate(comparison.matrix_runs)}
+        matrix = [[comparison.matrix[position[a]][position[b]] for _, b in ordered] for _, a in ordered]
+    cells = pd.DataFrame([{"a": labels[i], "b": labels[j], "similarity": value}
+                          for i, row in enumerate(matrix) for j, value in enumerate(row)])
+    return cells, labels
+
+
 def _heatmap(comparison: Comparison) -> None:
-    runs = [f"Run {i + 1}" for i in comparison.matrix_runs]
-    cells = pd.DataFrame([{"a": runs[i], "b": runs[j], "similarity": value}
-                          for i, row in enumerate(comparison.matrix) for j, value in enumerate(row)])
+    cells, labels = heatmap_cells(comparison)
     chart = alt.Chart(cells).mark_rect().encode(
-        x=alt.X("a:N", sort=runs, title=None), y=alt.Y("b:N", sort=runs, title=None),
+        x=alt.X("a:N", sort=labels, title=None), y=alt.Y("b:N", sort=labels, title=None),
         color=alt.Color("similarity:Q", scale=alt.Scale(domain=[min(0.5, float(cells.similarity.min())), 1],
                                                          scheme="orangered", reverse=True)),
         tooltip=["a", "b", alt.Tooltip("similarity:Q", format=".3f")],
-    ).properties(height=min(60 + 28 * len(runs), 520))
+    ).properties(height=min(60 + 28 * len(labels), 520))
     st.altair_chart(chart, width="stretch")
+    if len(comparison.matrix_runs) > HEATMAP_MAX:
+        st.caption(f"{len(comparison.matrix_runs)} runs: one square per group of identical outputs.")
 
 
-def show_results(results: Sequence[RunResult], key: str) -> Comparison:
-    """Everything below the cards: headline, verdict, groups, diff of two runs, similarity heatmap."""
-    comparison = compare(results)
+def _details(results: Sequence[RunResult], comparison: Comparison, key: str, request: RunRequest | None) -> None:
+    """Below the cards: groups, the diff of two runs, why they fork, the tree, the heatmap."""
     summary = comparison.summary
-    headline(summary)
-    if summary.all_identical:
-        st.success(verdict(summary) + " Same seed, same parameters, same answer: reproducible.")
-    else:
-        st.info(verdict(summary))
-    if summary.successful < 2:
-        return comparison
     with st.expander(f"Groups of identical outputs ({len(comparison.groups)})", expanded=not summary.all_identical):
         _groups(comparison)
     st.subheader("Side by side")
-    _diff_picker(results, comparison, key)
-    if not summary.all_identical:
-        with st.expander("Divergence tree: the prefixes the runs share, and where they split"):
-            st.code("\n".join(render_lines(divergence_tree(results))), language=None)
-    if summary.successful > 2 and not summary.all_identical:
-        st.subheader("Similarity between runs")
+    left, right = _diff_picker(results, comparison, key)
+    if summary.all_identical:
+        return
+    _why(results, comparison, request)
+    _fork_view(left, right)
+    with st.expander("Divergence tree: the prefixes the runs share, and where they split"):
+        st.code("\n".join(render_lines(divergence_tree(results))), language=None)
+    if summary.successful > 2:
+        st.subheader("Similarity between runs, by group")
         _heatmap(comparison)
+
+
+def show_results(results: Sequence[RunResult], key: str, *, made_by: str, stale: bool = False,
+                 request: RunRequest | None = None) -> Comparison:
+    """The whole view: the verdict block first, then the cards by group and the details; dimmed when `stale`.
+    `request` (the one the runs answered) lets the fork view name causes that depend on its seed and temperature."""
+    comparison = compare(results)
+    with stale_container(f"{key}_results", stale):
+        verdict_block(comparison, made_by)
+        run_cards(results, comparison, key=key)
+        if comparison.summary.successful >= 2:
+            _details(results, comparison, key, request)
     return comparison

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ MODES = {
              "only the prompt's last token, in a different batch shape, so the first answer can differ.",
 }
 MAX_BATCH = 32  # sequences in one llama.cpp batch: bounds its KV memory (runs × (prompt + max_tokens))
+GATHER_S = 0.02  # how long the first run of a batch waits for the others (a decode takes seconds)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,9 @@ class LocalBackend:
         """Decode what queues on this loop, batch after batch, until nothing waits."""
         queue = self._queues[loop]
         try:
-            await asyncio.sleep(0)  # every run started in the same turn of the loop joins this first batch
+            # Runs started within GATHER_S join this first batch: the Seed vs no seed page sends its two scenarios
+            # from two threads, which reach the loop a few turns apart.
+            await asyncio.sleep(GATHER_S)
             while queue:
                 taken = [waiting for waiting in queue if not waiting.future.done()]
                 queue.clear()
@@ -283,3 +287,26 @@ def local_backend(config: LocalConfig, settings: BackendSettings) -> LocalBacken
 
 register(Provider("local", "Embedded SmolLM2 (offline)", paid=False, config=LocalConfig, build=local_backend,
                   fallback=True))
+
+
+_PROBE_STEPS = 8
+_PROBE = RunRequest(prompt="Tell a long story about a red panda.", temperature=1.0, max_tokens=_PROBE_STEPS)
+
+
+@functools.lru_cache(maxsize=32)
+def _seconds_per_step(backend: LocalBackend, sequences: int) -> float:
+    """Seconds per decoding step of `sequences` runs decoded together, timed once on a short decode (its prompt
+    and set-up counted in, so estimates err long)."""
+    started = time.perf_counter()
+    with backend._lock:  # as a batch of requests would: never beside another decode of this model
+        backend._batch_decoder().generate(_PROBE, list(range(sequences)))
+    return (time.perf_counter() - started) / _PROBE_STEPS
+
+
+def estimate_seconds(backend: LocalBackend, request: RunRequest, runs: int) -> float:
+    """About how long `runs` runs of `request` take on this model, from its measured speed: decoded together when
+    the backend batches them, else one after the other; an upper bound, as a run may end before max_tokens."""
+    together = backend.batching and not request.logprobs
+    per_step = _seconds_per_step(backend, min(runs, MAX_BATCH) if together else 1)
+    batches = -(-runs // MAX_BATCH) if together else runs
+    return batches * request.max_tokens * per_step
