@@ -5,7 +5,7 @@ settings (one loader) → backends (a registry, one module per provider) → run
 """
 
 from core.analysis.causes import ForkCause, fork_causes
-from core.analysis.compare import Comparison, Group, Summary, compare, group_letter, verdict
+from core.analysis.compare import MATRIX_MAX_RUNS, Comparison, Group, Summary, compare, group_letter, verdict
 from core.analysis.diff import Divergence, Segment, diff, first_divergence
 from core.analysis.drift import Drift, drift
 from core.analysis.forks import ForkSide, fork_between, token_strip
@@ -13,7 +13,7 @@ from core.analysis.statistics import BatchStatistics, batch_statistics, compare_
 from core.analysis.tree import divergence_tree, render_lines
 from core.backends import Backend, Provider, make_backend, provider, providers, register
 from core.backends.local import MODES as LOCAL_MODES
-from core.backends.local import LocalBackend
+from core.backends.local import LocalBackend, estimate_seconds
 from core.errors import (BackendError, ConfigurationError, InvalidImport, InvalidRequest, ReproError, StorageError,
                          UnknownExperiment)
 from core.history import (MAX_IMPORT_BYTES, Experiment, ExperimentRow, HistoryLocation, Store, from_json,
@@ -21,22 +21,26 @@ from core.history import (MAX_IMPORT_BYTES, Experiment, ExperimentRow, HistoryLo
 from core.history.recorder import Recorder, Recording, load_sweep, rerun
 from core.models import BackendInfo, BatchPlan, RunError, RunRequest, RunResult, parse_seed
 from core.policy import FailureLog, Limits, Quota, client_identity
-from core.runner import Relay, stream_requests, stream_runs
+from core.probe import (LADDER, AdaptedBackend, Capabilities, Probe, ProbePlan, ProbeReport, SkippedRung, latest_report,
+                        load_report, parse_ladder, run_probe, save_probe, strip_rejected)
+from core.runner import Fanout, Relay
 from core.settings import Settings, load_settings, read_access, read_history, read_limits, read_sources
-from core.suite import Suite, SuitePlan, SuiteRun, load_suite, load_suite_run, parse_suite, record_suite
+from core.suite import (Suite, SuitePlan, SuiteRun, load_suite, load_suite_run, parse_suite, record_suite,
+                        stream_suite)
 from core.sweep import Cell, CellSummary, SweepPlan, SweepResult, parse_seeds, parse_temperatures
 
 __all__ = [
-    "LOCAL_MODES", "MAX_IMPORT_BYTES", "Backend", "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics", "Cell",
-    "CellSummary", "Comparison", "ConfigurationError", "Divergence", "Drift", "Experiment", "ExperimentRow",
-    "FailureLog", "ForkCause", "ForkSide", "Group", "HistoryLocation", "InvalidImport", "InvalidRequest", "Limits",
-    "LocalBackend", "Provider", "Quota", "Recorder", "Recording", "Relay", "ReproError", "RunError", "RunRequest",
-    "RunResult", "Segment", "Settings", "StorageError", "Store", "Suite", "SuitePlan", "SuiteRun", "Summary",
-    "SweepPlan", "SweepResult", "UnknownExperiment", "batch_statistics", "client_identity", "compare",
+    "LADDER", "AdaptedBackend", "Capabilities", "Probe", "ProbePlan", "ProbeReport", "SkippedRung", "latest_report",
+    "load_report", "parse_ladder", "run_probe", "save_probe", "strip_rejected",
+    "LOCAL_MODES", "MATRIX_MAX_RUNS", "estimate_seconds", "MAX_IMPORT_BYTES", "Backend", "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics",
+    "Cell", "CellSummary", "Comparison", "ConfigurationError", "Divergence", "Drift", "Experiment", "ExperimentRow",
+    "FailureLog", "Fanout", "ForkCause", "ForkSide", "Group", "HistoryLocation", "InvalidImport", "InvalidRequest",
+    "Limits", "LocalBackend", "Provider", "Quota", "Recorder", "Recording", "Relay", "ReproError", "RunError",
+    "RunRequest", "RunResult", "Segment", "Settings", "StorageError", "Store", "Suite", "SuitePlan", "SuiteRun",
+    "Summary", "SweepPlan", "SweepResult", "UnknownExperiment", "batch_statistics", "client_identity", "compare",
     "compare_batches", "diff", "divergence_tree", "drift", "first_divergence", "fork_between", "fork_causes",
     "from_json", "group_letter", "import_experiment", "load_settings", "load_suite", "load_suite_run", "load_sweep",
     "make_backend", "open_store", "parse_seed", "parse_seeds", "parse_suite", "parse_temperatures", "provider",
     "providers", "read_access", "read_history", "read_limits", "read_sources", "record_suite", "register",
-    "render_lines", "rerun", "runs_needed", "stream_requests", "stream_runs", "to_csv", "to_json", "token_strip",
-    "verdict",
+    "render_lines", "rerun", "runs_needed", "stream_suite", "to_csv", "to_json", "token_strip", "verdict",
 ]
