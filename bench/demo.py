@@ -3,7 +3,7 @@ without a seed and 5 with seed 42, temperature 0.1) and one experiment of N=50 r
 the runner as the app sends them, against the old way (every run decoded alone, the two scenarios one after the
 other). Also checks that batching changed no text and that cache mode still shows its first-answer fork.
 
-`python bench/demo.py [--max-tokens 96] [--skip-old]`. Targets: classic demo ≤ 12 s, N=50 ≤ 40 s. Last line: JSON.
+`python bench/demo.py [--max-tokens 65] [--skip-old]` (65: the app's default for the embedded model). Targets: classic demo ≤ 12 s, N=50 ≤ 40 s. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.backends.local import LocalBackend  # noqa: E402
+from core.backends.local import DEMO_MAX_TOKENS, LocalBackend  # noqa: E402
 from core.models import BatchPlan, RunRequest  # noqa: E402
 from core.runner import Fanout  # noqa: E402
 
@@ -56,7 +56,7 @@ def verdicts(results: list, runs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--max-tokens", type=int, default=DEMO_MAX_TOKENS)
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario of the classic demo")
     parser.add_argument("--n", type=int, default=50, help="runs of the large experiment")
     parser.add_argument("--skip-old", action="store_true", help="do not time the old one-run-at-a-time path")

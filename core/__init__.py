@@ -13,7 +13,7 @@ from core.analysis.statistics import BatchStatistics, batch_statistics, compare_
 from core.analysis.tree import divergence_tree, render_lines
 from core.backends import Backend, Provider, make_backend, provider, providers, register
 from core.backends.local import MODES as LOCAL_MODES
-from core.backends.local import LocalBackend, estimate_seconds
+from core.backends.local import DEMO_MAX_TOKENS, LocalBackend, estimate_seconds
 from core.errors import (BackendError, ConfigurationError, InvalidImport, InvalidRequest, ReproError, StorageError,
                          UnknownExperiment)
 from core.history import (MAX_IMPORT_BYTES, Experiment, ExperimentRow, HistoryLocation, Store, from_json,
@@ -32,7 +32,7 @@ from core.sweep import Cell, CellSummary, SweepPlan, SweepResult, parse_seeds, p
 __all__ = [
     "LADDER", "AdaptedBackend", "Capabilities", "Probe", "ProbePlan", "ProbeReport", "SkippedRung", "latest_report",
     "load_report", "parse_ladder", "run_probe", "save_probe", "strip_rejected",
-    "LOCAL_MODES", "MATRIX_MAX_RUNS", "estimate_seconds", "MAX_IMPORT_BYTES", "Backend", "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics",
+    "DEMO_MAX_TOKENS", "LOCAL_MODES", "MATRIX_MAX_RUNS", "estimate_seconds", "MAX_IMPORT_BYTES", "Backend", "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics",
     "Cell", "CellSummary", "Comparison", "ConfigurationError", "Divergence", "Drift", "Experiment", "ExperimentRow",
     "FailureLog", "Fanout", "ForkCause", "ForkSide", "Group", "HistoryLocation", "InvalidImport", "InvalidRequest",
     "Limits", "LocalBackend", "Provider", "Quota", "Recorder", "Recording", "Relay", "ReproError", "RunError",

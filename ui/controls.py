@@ -10,15 +10,13 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from core import BackendInfo, BatchPlan, ConfigurationError, InvalidRequest, Limits, RunRequest, parse_seed, provider
+from core import (DEMO_MAX_TOKENS, BackendInfo, BatchPlan, ConfigurationError, InvalidRequest, Limits, RunRequest,
+                  parse_seed, provider)
 
 DEMO_SEED = 42
 DEFAULT_TEMPERATURE = 0.1
 DEFAULT_RUNS = 5
 DEFAULT_MAX_TOKENS = 128
-# SmolLM2's seeded classic answer (T 0.1, seed 42) ends its third sentence at token 65: a live demo ends on a
-# sentence, and every step saved shortens the wait (measured with core.backends.batched).
-LOCAL_MAX_TOKENS = 65
 ALL = "all"  # the in-flight slider's first stop: every request of the batch at once, within the process cap
 
 
@@ -54,7 +52,7 @@ Controls = Callable[[Limits, str], Params]  # (limits, chosen provider) -> the p
 
 
 def default_max_tokens(limits: Limits, backend: str) -> int:
-    return min(LOCAL_MAX_TOKENS if backend == "local" else DEFAULT_MAX_TOKENS, limits.max_tokens)
+    return min(DEMO_MAX_TOKENS if backend == "local" else DEFAULT_MAX_TOKENS, limits.max_tokens)
 
 
 def no_parameters(limits: Limits, backend: str) -> Params:
