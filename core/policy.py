@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import ConfigurationError, InvalidRequest
 from core.models import MAX_PROMPT_CHARS, MAX_RUNS, MAX_SWEEP_REQUESTS, MAX_TOKENS_LIMIT, RunRequest
@@ -41,7 +41,7 @@ class Limits:
     max_sweep_requests: int = 300
     confirm_above: int = 100
     requests_per_hour: int = 600
-    global_concurrency: int = 16
+    global_concurrency: int = 64  # a 50-run batch goes out in one wave; raise it for REPRO_MAX_RUNS up to 1,000
 
     def __post_init__(self) -> None:
         bounds = {"max_runs": MAX_RUNS, "max_tokens": MAX_TOKENS_LIMIT, "max_prompt_chars": MAX_PROMPT_CHARS,
@@ -86,6 +86,24 @@ LIMIT_VARIABLES = {
 }
 
 
+def quota_refusal(requests: int, left: int, per_hour: int, frees_in_s: float | None) -> str:
+    """Why a take is refused, and in how many minutes enough frees up (when it ever can): the same words for the
+    process's Quota and the replicas' shared one."""
+    wait = f" Enough frees up in {max(1, round(frees_in_s / 60))} min." if frees_in_s is not None else ""
+    return (f"This needs {requests} requests but {left} of your {per_hour} per hour are left "
+            f"(REPRO_REQUESTS_PER_HOUR).{wait}")
+
+
+class QuotaLedger(Protocol):
+    """A visitor's hourly quota, kept by this process (Quota) or by every replica (core.shared.SharedQuota)."""
+
+    per_hour: int
+
+    def remaining(self) -> int: ...
+
+    def take(self, requests: int) -> None: ...
+
+
 class Quota:
     """A sliding hour of requests for one visitor; thread-safe, since a visitor's reruns may overlap."""
 
@@ -111,13 +129,45 @@ class Quota:
             self._expire(now)
             left = self.per_hour - len(self._sent)
             if requests > left:
-                wait = ""
+                frees_in = None
                 if requests <= self.per_hour and self._sent:
-                    frees_at = self._sent[requests - left - 1] + HOUR_S
-                    wait = f" Enough frees up in {max(1, round((frees_at - now) / 60))} min."
-                raise InvalidRequest(f"This needs {requests} requests but {left} of your {self.per_hour} per hour "
-                                     f"are left (REPRO_REQUESTS_PER_HOUR).{wait}")
+                    frees_in = self._sent[requests - left - 1] + HOUR_S - now
+                raise InvalidRequest(quota_refusal(requests, left, self.per_hour, frees_in))
             self._sent.extend([now] * requests)
+
+
+class Quotas:
+    """Every visitor's Quota in this process, by identity (a signed-in user keeps theirs across sessions). A visitor
+    with nothing counted in the last hour and not asked for in `forget_after_s` is forgotten, so the registry holds
+    the recent visitors, not every one ever seen."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, forget_after_s: float = FORGET_AFTER_S) -> None:
+        self._clock, self._forget_after_s = clock, forget_after_s
+        self._quotas: dict[str, tuple[Quota, float]] = {}  # identity: its quota, when it was last asked for
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Visitors remembered."""
+        with self._lock:
+            return len(self._quotas)
+
+    def for_visitor(self, identity: str, per_hour: int) -> Quota:
+        """`identity`'s quota (a new one when REPRO_REQUESTS_PER_HOUR has changed)."""
+        with self._lock:
+            now = self._clock()
+            self._forget_idle(now)
+            quota = self._quotas.get(identity, (None, now))[0]
+            if quota is None or quota.per_hour != per_hour:
+                quota = Quota(per_hour, self._clock)
+            self._quotas[identity] = quota, now
+            return quota
+
+    def _forget_idle(self, now: float) -> None:
+        # Not on a full quota alone: a session may have just been handed it, and its take must not be lost.
+        idle = [identity for identity, (quota, asked) in self._quotas.items()
+                if now - asked >= self._forget_after_s and quota.remaining() == quota.per_hour]
+        for identity in idle:
+            del self._quotas[identity]
 
 
 def parse_trusted_proxies(value: Any) -> tuple[Network, ...]:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
+
+import ui.gate
 
 from core.policy import (
     FORGET_AFTER_S,
@@ -20,6 +23,9 @@ from core.policy import (
     passcode_matches,
 )
 from core.errors import ConfigurationError
+from core.shared import close_pools
+from core.shared.pool import open_database
+from tests import pgserver
 from tests.apptest import APP, plain
 
 PROXY = "10.0.0.5"
@@ -233,3 +239,52 @@ def test_a_new_forwarded_address_for_every_guess_counts_only_behind_a_trusted_pr
         assert max(waits) < sixth, waits
     else:
         assert waits[-1] >= sixth, waits
+
+
+# With DATABASE_URL: the failure counts every replica shares
+
+@pytest.fixture
+def shared_gate(postgres_url, app_environment, monkeypatch):
+    """A passcode gate whose DATABASE_URL is a new, empty database; returns its URL."""
+    url = pgserver.new_database(postgres_url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("APP_PASSCODE", "red-panda")
+    yield url
+    close_pools()
+
+
+def guess(at: AppTest, passcode: str) -> list[str]:
+    at.text_input(key="passcode").set_value(passcode)
+    at.button(key="enter_passcode").click().run()
+    assert not at.exception
+    return [plain(error.value) for error in at.error]
+
+
+def test_with_a_database_the_failures_are_kept_where_every_replica_counts_them(shared_gate):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert guess(at, "not it") == ["That passcode is not right."]
+    guess(at, "still not")
+    with psycopg.connect(shared_gate) as conn:
+        assert conn.execute("SELECT failures, pending FROM repro_passcode_failures").fetchall() == [(2, 0)]
+
+
+def test_a_passcode_that_cannot_be_counted_is_not_checked(shared_gate, monkeypatch):
+    database = open_database(shared_gate, timeout_s=1)  # waits a second for the lost database, not ten
+    monkeypatch.setattr(ui.gate, "shared_database", lambda url: database)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    server, name = shared_gate.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    try:
+        assert guess(at, "red-panda") == ["The passcode cannot be checked right now; try again in a minute."]
+    finally:
+        database.pool.close()
+    assert [button.key for button in at.button] == ["enter_passcode"]  # even the right passcode: not let in
+
+
+def test_a_database_that_cannot_be_reached_leaves_the_process_counting(shared_gate, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", shared_gate + "_missing")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert guess(at, "not it") == ["That passcode is not right."]
+    assert guess(at, "red-panda") == []
+    assert not [button for button in at.button if button.key == "enter_passcode"]

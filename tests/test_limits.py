@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from core.errors import ConfigurationError, InvalidRequest
-from core.models import RunRequest
-from core.policy import Limits, Quota
+from core.models import BatchPlan, Completion, RunRequest
+from core.policy import Limits, Quota, Quotas
+from core.runner import Fanout
 from core.settings import read_limits
 from core.sweep import SweepPlan
+
+
+class InFlight:
+    """A backend that answers after 50 ms and counts how many requests it holds at once."""
+
+    info = None
+    max_concurrency = None
+
+    def __init__(self):
+        self.now = self.peak = 0
+
+    async def complete(self, request: RunRequest) -> Completion:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        await asyncio.sleep(0.05)
+        self.now -= 1
+        return Completion(text="ok")
 
 
 class Clock:
@@ -27,12 +47,28 @@ def test_defaults_and_overrides_from_variables():
 
 @pytest.mark.parametrize("source, message", [
     ({"REPRO_MAX_RUNS": "many"}, "REPRO_MAX_RUNS must be a whole number"),
-    ({"REPRO_MAX_RUNS": "0"}, "REPRO_MAX_RUNS must be a whole number from 1 to 100"),
+    ({"REPRO_MAX_RUNS": "0"}, "REPRO_MAX_RUNS must be a whole number from 1 to 1,000"),
+    ({"REPRO_MAX_RUNS": "1001"}, "REPRO_MAX_RUNS must be a whole number from 1 to 1,000, got 1001"),
     ({"REPRO_REQUESTS_PER_HOUR": "-5"}, "REPRO_REQUESTS_PER_HOUR"),
 ])
 def test_bad_limit_variables_are_refused(source, message):
     with pytest.raises(ConfigurationError, match=message):
         read_limits(source)
+
+
+def test_an_operator_may_allow_a_thousand_runs_and_the_default_stays_modest():
+    limits = read_limits({"REPRO_MAX_RUNS": "1000", "REPRO_GLOBAL_CONCURRENCY": "1000"})
+    limits.check(request(), 1000)
+    assert BatchPlan(1000, limits.global_concurrency).runs == 1000
+    assert Limits().max_runs == 50
+
+
+def test_the_default_process_cap_sends_a_fifty_run_batch_in_one_wave():
+    """Regression: the default REPRO_GLOBAL_CONCURRENCY (16) sent a 50-run batch in four waves."""
+    backend = InFlight()
+    with Fanout(Limits().global_concurrency) as fanout:
+        assert sum(r.ok for r in fanout.runs(backend, request(), BatchPlan(50, 50))) == 50
+    assert backend.peak == 50
 
 
 def request(**fields) -> RunRequest:
@@ -91,3 +127,43 @@ def test_a_sweep_cell_may_not_have_more_runs_than_an_experiment():
     with pytest.raises(InvalidRequest, match=r"^2 runs per cell is over this instance's limit of 1 \(REPRO_MAX_RUNS\)"):
         limits.check(request(), two_runs.total_requests, sweep=two_runs)
     limits.check(request(), one_run.total_requests, sweep=one_run)  # two cells of one run: two requests, allowed
+
+
+def test_the_quotas_forget_visitors_idle_for_an_hour():
+    """Regression: the app kept one Quota for every visitor ever seen, a dict that only grew."""
+    clock = Clock()
+    quotas = Quotas(clock)
+    for visitor in ("ip:192.0.2.1", "ip:192.0.2.2", "ip:192.0.2.3"):
+        quotas.for_visitor(visitor, 5)
+    assert len(quotas) == 3
+    clock.now += 3600
+    quotas.for_visitor("ip:192.0.2.4", 5)
+    assert len(quotas) == 1
+
+
+def test_the_quotas_keep_a_visitor_with_requests_in_the_window():
+    clock = Clock()
+    quotas = Quotas(clock)
+    quotas.for_visitor("ip:192.0.2.1", 5).take(3)
+    clock.now += 1800
+    quotas.for_visitor("ip:192.0.2.1", 5).take(1)
+    clock.now += 2000  # the first three have left the window, the last one has not
+    quotas.for_visitor("ip:192.0.2.2", 5)
+    assert len(quotas) == 2
+    assert quotas.for_visitor("ip:192.0.2.1", 5).remaining() == 4
+
+
+def test_a_quota_just_handed_out_is_not_forgotten_before_its_take():
+    clock = Clock()
+    quotas = Quotas(clock)
+    handed = quotas.for_visitor("ip:192.0.2.1", 5)  # a script run has it, full, and takes from it in a moment
+    clock.now += 10
+    quotas.for_visitor("ip:192.0.2.2", 5)  # another visitor's script run in between
+    handed.take(5)
+    assert quotas.for_visitor("ip:192.0.2.1", 5).remaining() == 0
+
+
+def test_a_changed_hourly_limit_starts_a_new_quota():
+    quotas = Quotas(Clock())
+    quotas.for_visitor("ip:192.0.2.1", 5).take(5)
+    assert quotas.for_visitor("ip:192.0.2.1", 8).remaining() == 8

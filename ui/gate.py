@@ -9,8 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from core import ConfigurationError, FailureLog, client_identity, read_access
+from core import ConfigurationError, FailureLog, ReproError, StorageError, client_identity, read_access, read_history
 from core.policy import Network  # not in core's public API; for the annotation only
+from core.shared import SharedFailureLog, shared_database
 from ui.html import md
 
 LOOPBACK = "127.0.0.1"
@@ -39,12 +40,28 @@ def _failures() -> FailureLog:
     return FailureLog()
 
 
-def _passcode(expected: str, visitor: str) -> str:
+def _failure_log(source: Mapping[str, Any]) -> FailureLog | SharedFailureLog:
+    """With DATABASE_URL, the failure counts every replica shares; this process's own while the database is down."""
+    url = read_history(source).database_url
+    if url:
+        try:
+            return SharedFailureLog(shared_database(url))
+        except ReproError:
+            pass
+    return _failures()
+
+
+def _passcode(expected: str, visitor: str, source: Mapping[str, Any]) -> str:
     if not st.session_state.get("access_granted"):
         _stop_at_the_gate("A passcode is needed", "Enter the passcode you were given to use this instance.")
         given = st.text_input("Passcode", type="password", key="passcode")
         if st.button("Enter", type="primary", key="enter_passcode") and given:
-            if _failures().attempt(visitor, given, expected):
+            try:
+                granted = _failure_log(source).attempt(visitor, given, expected)
+            except StorageError:
+                st.error("The passcode cannot be checked right now; try again in a minute.")
+                st.stop()
+            if granted:
                 st.session_state["access_granted"] = True
                 st.rerun()
             st.error("That passcode is not right.")
@@ -78,5 +95,5 @@ def require_access(secrets: Mapping[str, Any], source: Mapping[str, Any]) -> str
         return _sign_in()
     visitor = _visitor(access.trusted_proxies)
     if access.passcode:
-        return _passcode(access.passcode, visitor)
+        return _passcode(access.passcode, visitor, source)
     return visitor

@@ -5,34 +5,42 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from dataclasses import asdict, dataclass
+import operator
+from dataclasses import asdict, dataclass, replace
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import (LOCAL_MODES, Backend, BatchPlan, Cell, HistoryLocation, InvalidRequest, Limits, LocalBackend, Quota,
-                  Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, SweepPlan, load_settings,
-                  make_backend, open_store, provider, read_access, read_history, read_limits, read_sources,
-                  stream_runs)
-from ui.controls import Params, parameters
+from core import (LOCAL_MODES, Backend, BatchPlan, Cell, Fanout, HistoryLocation, InvalidRequest, Limits, LocalBackend,
+                  Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, Suite, SuitePlan,
+                  SweepPlan, load_settings, make_backend, open_store, provider, read_access, read_history, read_limits,
+                  read_sources, record_suite, stream_suite)
+from core.backends.local import estimate_seconds  # not in core's public API yet
+from core.policy import QuotaLedger, Quotas  # not in core's public API yet
+from core.shared import Experiment, SharedQuota, SharedSlots, prompts_opted_in, shared_database
+from ui.controls import Controls, Params, no_parameters, requests_in_flight
 from ui.gate import require_access
 from ui.html import STYLE, md
+from ui.present import presentation_toggle
 
 NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this session
+_RESULT = operator.itemgetter(1)  # a sweep's and a suite's items are (cell or prompt, result) pairs
 
 
 @dataclass(frozen=True)
 class Session:
     """The visitor's session as the sidebar set it up: the backend (None when it is misconfigured), the run
-    parameters, limits, quota and the history; it admits, runs and sweeps."""
+    parameters, limits, quota and the history; it admits, runs and sweeps, each logged as one JSON line for `who`."""
 
     backend: Backend | None
     params: Params
     limits: Limits
-    quota: Quota
+    quota: QuotaLedger
     store: Store | None
     store_error: str | None
+    fanout: Fanout
+    who: str = ""
+    log_prompts: bool = False  # REPRO_LOG_PROMPTS
 
     def admit(self, request: RunRequest, requests: int, *, batches: int = 1, sweep: bool = False) -> None:
         """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it;
@@ -43,17 +51,37 @@ class Session:
     def run(self, request: RunRequest, plan: BatchPlan, backend: Backend | None = None) -> Recording[RunResult]:
         """Send the batch (to the chosen backend, unless another is given) under the cap all sessions of this process
         share, saving each run to the history as it arrives; unsaved, with no experiment id, without a store."""
-        backend, limit = backend or self.backend, self.limits.global_concurrency
-        return Recorder(self.store, self.store_error).batch(backend, request, plan, process_limit=limit)
+        backend = backend or self.backend
+        recording = Recorder(self.fanout, self.store, self.store_error).batch(backend, request, plan)
+        return recording.logged(self._event(recording, backend, request, plan.runs))
 
     def sweep(self, base: RunRequest, plan: SweepPlan) -> Recording[tuple[Cell, RunResult]]:
         """Run a sweep like `run` runs a batch: under the shared cap, saved as one history item when there is a store."""
-        return Recorder(self.store, self.store_error).sweep(self.backend, base, plan,
-                                                            process_limit=self.limits.global_concurrency)
+        recording = Recorder(self.fanout, self.store, self.store_error).sweep(self.backend, base, plan)
+        return recording.logged(self._event(recording, self.backend, base, plan.total_requests, "sweep"), _RESULT)
+
+    def suite(self, suite: Suite, plan: SuitePlan) -> Recording[tuple[int, RunResult]]:
+        """Run every prompt of `suite` plan.runs times like `run` runs a batch: under the shared cap, saved as one
+        history item (kind "suite", a child experiment per prompt) when there is a store; each pair is the prompt's
+        position and a result indexed within that prompt. Refused (InvalidRequest) when over the request cap."""
+        plan.requests(suite)  # over the request cap: refused before the history keeps an empty item
+        recording = Recorder(self.fanout, self.store, self.store_error).start(record_suite, stream_suite, self.backend,
+                                                                              suite, plan)
+        requests = len(suite.prompts) * plan.runs
+        return recording.logged(self._event(recording, self.backend, None, requests, "suite"), _RESULT)
+
+    def _event(self, recording: Recording, backend: Backend, request: RunRequest | None, requests: int,
+               kind: str = "experiment") -> Experiment:
+        """What the events log says about `recording` once its results stop (core.shared.events)."""
+        return Experiment(self.who, backend.info, request, requests, kind=kind, experiment_id=recording.experiment_id,
+                          log_prompt=self.log_prompts)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
-        return (f"{requests} requests, at most {requests * max_tokens:,} completion tokens · "
-                f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour")
+        try:
+            left = f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour"
+        except InvalidRequest:  # the shared quota's database failed: a run now would be refused, and say why
+            left = "the requests left this hour cannot be counted right now"
+        return f"{requests} requests, at most {requests * max_tokens:,} completion tokens · {left}"
 
 
 def _secrets() -> dict:
@@ -78,6 +106,15 @@ def local_backend(mode: str) -> LocalBackend:
     return _backend_for(load_settings(secrets=_secrets()).with_overrides(backend="local", local_mode=mode))
 
 
+def local_estimate(backend: Backend | None, request: RunRequest, runs: int) -> float | None:
+    """Seconds the embedded model needs for `runs` runs of `request` (timed once per batch size, with a spinner);
+    None for any other backend."""
+    if not isinstance(backend, LocalBackend):
+        return None
+    with st.spinner("Timing the embedded model…", show_time=True):
+        return estimate_seconds(backend, request, runs)
+
+
 def _backend_for(settings: Settings) -> Backend:
     key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()
     return _cached_backend(key, settings)
@@ -98,19 +135,45 @@ def _store(source: dict) -> tuple[Store | None, str | None]:
         return None, f"The history is unavailable, so runs are not saved: {exc}"
 
 
+@st.cache_resource(show_spinner=False)
+def _fanout(process_limit: int) -> Fanout:
+    """One fan-out per process and limit: every session's batches share its event loop and its cap on requests in
+    flight (REPRO_GLOBAL_CONCURRENCY)."""
+    return Fanout(process_limit)
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_fanout(process_limit: int, _location: HistoryLocation, masked: str) -> Fanout:
+    """One fan-out per process, limit and database: its cap is also the slots every replica shares; keyed by the
+    masked URL, so no password is kept as a cache key."""
+    return Fanout(process_limit, slots=SharedSlots(shared_database(_location.database_url), process_limit))
+
+
+def _fanout_for(limit: int, location: HistoryLocation) -> Fanout:
+    """With DATABASE_URL, the fan-out whose cap holds across replicas; this process's own cap while the database
+    cannot be reached (the history's note says why; the next script run tries again)."""
+    if location.database_url:
+        try:
+            return _shared_fanout(limit, location, location.masked_url)
+        except ReproError:
+            pass
+    return _fanout(limit)
+
+
 @st.cache_resource
-def _quotas() -> tuple[dict[str, Quota], threading.Lock]:
-    """Every visitor's quota in this process, by identity (a signed-in user keeps theirs across sessions)."""
-    return {}, threading.Lock()
+def _quotas() -> Quotas:
+    """Every visitor's quota in this process (without DATABASE_URL, or while its database cannot be reached)."""
+    return Quotas()
 
 
-def _quota_for(identity: str, per_hour: int) -> Quota:
-    quotas, lock = _quotas()
-    with lock:
-        quota = quotas.get(identity)
-        if quota is None or quota.per_hour != per_hour:
-            quota = quotas[identity] = Quota(per_hour)
-        return quota
+def _quota_for(identity: str, per_hour: int, location: HistoryLocation) -> QuotaLedger:
+    """With DATABASE_URL, the visitor's quota that every replica counts; this process's own while it is down."""
+    if location.database_url:
+        try:
+            return SharedQuota(shared_database(location.database_url), identity, per_hour)
+        except ReproError:
+            pass
+    return _quotas().for_visitor(identity, per_hour)
 
 
 def _backend_box(settings: Settings, backend: Backend) -> None:
@@ -120,14 +183,14 @@ def _backend_box(settings: Settings, backend: Backend) -> None:
     st.markdown("  \n".join(rows))
 
 
-def _test_connection(backend: Backend, limits: Limits, quota: Quota) -> None:
+def _test_connection(backend: Backend, quota: QuotaLedger, fanout: Fanout) -> None:
     probe = RunRequest(prompt="Reply with the single word OK.", temperature=0.0, max_tokens=3, seed=1)
     try:
         quota.take(1)
     except InvalidRequest as exc:
         st.error(md(exc))
         return
-    [result] = stream_runs(backend, probe, BatchPlan(1, 1), process_limit=limits.global_concurrency)
+    [result] = fanout.runs(backend, probe, BatchPlan(1, 1))
     if result.ok:
         st.success(f"Connected: {md(result.model)} answered in {result.latency_ms:,.0f} ms "
                    f"(fingerprint {md(result.system_fingerprint or 'none')}).")
@@ -135,12 +198,10 @@ def _test_connection(backend: Backend, limits: Limits, quota: Quota) -> None:
         st.error(f"{result.error.kind}: {md(result.error.message)}")
 
 
-def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
-    """The backend widgets; returns the chosen settings and the per-batch concurrency."""
-    # An operator who names a backend (REPRO_BACKEND) chooses for the visitors too.
-    choices = base.available() if base.backend == "auto" else [base.resolve()]
-    default = choices.index(base.resolve())
-    chosen = st.selectbox("Answers come from", choices, index=default, key="backend",
+def _choose_backend(base: Settings, default: str, runs: int | None, limits: Limits) -> tuple[Settings, int]:
+    """The backend widgets; returns the chosen settings and the per-batch concurrency (the label counts `runs`)."""
+    choices = _choices(base)
+    chosen = st.selectbox("Answers come from", choices, index=choices.index(default), key="backend",
                           format_func=lambda name: provider(name).title)
     local_mode = base.providers["local"].mode
     if chosen == "local":
@@ -149,19 +210,40 @@ def _choose_backend(base: Settings, gated: bool) -> tuple[Settings, int]:
                               format_func={"deterministic": "Deterministic", "cache": "Reuse prompt cache"}.get)
         st.caption(LOCAL_MODES[local_mode])
     with st.expander("Advanced"):
-        concurrency = st.slider("Requests in flight at once", 1, 50, 10, key="concurrency")
+        concurrency = requests_in_flight(limits, runs)
         timeout = st.number_input("Timeout per request (s)", 0.1, 600.0, float(base.timeout_s), step=5.0,
                                   key="timeout")
-    if chosen == "local" and base.backend == "auto" and len(choices) == 1:
-        st.info("No remote backend is configured, so the embedded model answers, offline. "
-                "Set OPENAI_API_BASE, OPENAI_API_KEY, OPENAI_API_VERSION and OPENAI_API_DEPLOY "
-                "(in .env or Streamlit secrets) to use Azure OpenAI.")
-    if provider(chosen).paid and not gated:
-        st.warning("This instance is open to anyone who can reach it, and it spends a paid backend. "
-                   "Set APP_PASSCODE or an [auth] section in the secrets to close it.")
-    for note in base.notes():
-        st.warning(note)
     return base.with_overrides(backend=chosen, local_mode=local_mode, timeout_s=timeout), concurrency
+
+
+def _choices(base: Settings) -> list[str]:
+    # An operator who names a backend (REPRO_BACKEND) chooses for the visitors too.
+    return base.available() if base.backend == "auto" else [base.resolve()]
+
+
+def _chosen(base: Settings) -> str:
+    """The backend the visitor picked (its widget's state, kept from the last script run), else the configured one:
+    known before the Parameters, drawn first, choose their defaults."""
+    picked = st.session_state.get("backend")
+    return picked if picked in _choices(base) else base.resolve()
+
+
+def _operator_notes(base: Settings, chosen: str, gated: bool, store_error: str | None) -> None:
+    """What the operator must know, folded away from the audience's first look, in one expander."""
+    notes = [("info", "No remote backend is configured, so the embedded model answers, offline. "
+                      "Set OPENAI_API_BASE, OPENAI_API_KEY, OPENAI_API_VERSION and OPENAI_API_DEPLOY "
+                      "(in .env or Streamlit secrets) to use Azure OpenAI.")
+             ] if chosen == "local" and base.backend == "auto" and len(base.available()) == 1 else []
+    if provider(chosen).paid and not gated:
+        notes.append(("warning", "This instance is open to anyone who can reach it, and it spends a paid backend. "
+                                 "Set APP_PASSCODE or an [auth] section in the secrets to close it."))
+    notes += [("warning", note) for note in base.notes()]
+    if store_error:
+        notes.append(("warning", md(store_error)))
+    if notes:
+        with st.expander(f"Operator notes ({len(notes)})"):
+            for kind, text in notes:
+                getattr(st, kind)(text)
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -178,31 +260,42 @@ def _leave_legacy_pages_mode() -> None:
         st.rerun()
 
 
-def session() -> Session:
-    """Render the access gate and the sidebar; return the visitor's session."""
+def session(controls: Controls = no_parameters) -> Session:
+    """Render the access gate and the sidebar (the page's `controls`, then the backend, then the operator's notes);
+    return the visitor's session. A page that sets its own parameters keeps the default: no parameter widgets."""
     _leave_legacy_pages_mode()
     secrets = _secrets()
     source = read_sources(secrets)
     identity = require_access(secrets, source)
     gated = read_access(source, secrets).gated
     st.html(STYLE)  # once per script run, for every card and diff the page draws (the fragments carry none)
+    presentation_toggle()
+    store, store_error = _store(source)
     with st.sidebar:
-        st.header("Backend")
-        backend, concurrency, limits = None, 10, Limits()
+        backend, limits, base, chosen = None, Limits(), None, "local"
         try:
             limits = read_limits(source)
-            quota = _quota_for(identity, limits.requests_per_hour)
-            settings, concurrency = _choose_backend(load_settings(secrets=secrets), gated)
-            backend = _backend_for(settings)
-            _backend_box(settings, backend)
-            if st.button("Test connection", key="test_connection"):
-                with st.spinner("Sending one tiny request…"):
-                    _test_connection(backend, limits, quota)
+            base = load_settings(secrets=secrets)
+            chosen = _chosen(base)
         except ReproError as exc:
+            base = None
             st.error(md(exc))
-
-        params = parameters(limits, concurrency)
-    store, store_error = _store(source)
-    if store_error:
-        st.sidebar.warning(md(store_error))
-    return Session(backend, params, limits, _quota_for(identity, limits.requests_per_hour), store, store_error)
+        location = read_history(source)
+        quota = _quota_for(identity, limits.requests_per_hour, location)
+        fanout = _fanout_for(limits.global_concurrency, location)
+        params = controls(limits, chosen)
+        st.header("Backend")
+        concurrency, runs = params.concurrency, None if controls is no_parameters else params.runs
+        if base is not None:
+            try:
+                settings, concurrency = _choose_backend(base, chosen, runs, limits)
+                backend = _backend_for(settings)
+                _backend_box(settings, backend)
+                if st.button("Test connection", key="test_connection"):
+                    with st.spinner("Sending one tiny request…"):
+                        _test_connection(backend, quota, fanout)
+            except ReproError as exc:
+                st.error(md(exc))
+            _operator_notes(base, chosen, gated, store_error)
+        params = replace(params, concurrency=concurrency)
+    return Session(backend, params, limits, quota, store, store_error, fanout, identity, prompts_opted_in(source))

@@ -7,9 +7,11 @@
     baseline  save a determinism contract from a saved experiment or suite run (or a suite run now)
     check     run a contract again and say what drifted
     history   list, show, export and import what the history keeps
+    probe     test an endpoint: parameters rejected, seed honoured, cold vs warm, does load change the answer
+    health    whether this instance is ready: settings, backend, databases
 
 Exit status: 0 success (a contract holds); 1 with --expect-identical when the successful runs differ, or a contract
-drifted; 2 bad input or configuration; 3 when no run succeeded; 130 interrupted (Ctrl-C), after saying how many
+drifted, or a probe found the seed ignored or answers changing with load; 2 bad input or configuration; 3 when no run succeeded; 130 interrupted (Ctrl-C), after saying how many
 runs the history kept. Every command prints a table (rich), or with --json one JSON object on stdout.
 """
 
@@ -19,9 +21,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.cli import contract, history, plan, run, suite, sweep
+from core.cli import contract, history, plan, probe, run, suite, sweep
 from core.cli.output import EXIT_ALL_FAILED, EXIT_BAD_INPUT, EXIT_DIFFERENT, EXIT_INTERRUPTED, EXIT_OK
 from core.errors import ReproError
+from core.shared import health
 
 __all__ = ["EXIT_ALL_FAILED", "EXIT_BAD_INPUT", "EXIT_DIFFERENT", "EXIT_INTERRUPTED", "EXIT_OK", "build_parser",
            "main"]
@@ -30,7 +33,7 @@ __all__ = ["EXIT_ALL_FAILED", "EXIT_BAD_INPUT", "EXIT_DIFFERENT", "EXIT_INTERRUP
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Repro Lab: how reproducible is an LLM?")
     commands = parser.add_subparsers(dest="command", required=True)
-    for family in (run, sweep, suite, plan, contract, history):
+    for family in (run, sweep, suite, plan, contract, history, probe, health):
         family.add_parsers(commands)
     return parser
 
