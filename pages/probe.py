@@ -30,8 +30,7 @@ try:
 except InvalidRequest as exc:
     st.error(f"Nothing can be sent yet: {md(exc)}")
 if plan:
-    st.caption(f"This probe: {md(plan.describe())} · {visit.quota.remaining()} of {visit.quota.per_hour} requests "
-               "left this hour")
+    st.caption(f"This probe: {md(plan.describe())} · {visit.quota_line()}")
     for line in skipped_lines(skipped):
         st.caption(md(line))
     if visit.store and visit.backend and (previous := latest_report(visit.store, visit.backend.info)):

@@ -3,14 +3,23 @@ chart's data and the history item."""
 
 from __future__ import annotations
 
+import asyncio
+
+import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import ui.session
+from core import make_backend
 from core.history import HistoryLocation, open_store
 from core.models import BackendInfo, RunError
-from core.probe import ColdWarmFinding, LoadRung, ProbeReport, SeedFinding
+from core.probe import ColdWarmFinding, LoadRung, ProbePlan, ProbeReport, SeedFinding, run_probe, save_probe
 from core.probe.findings import load_finding
-from tests.apptest import APP, captions, plain
+from core.shared import close_pools
+from core.shared.pool import open_database
+from tests import pgserver
+from tests.apptest import APP, EXPERIMENT, app, captions, html, made_by_lines, plain
+from tests.scripted import ScriptedBackend, texts
 from ui.probe import load_chart_rows
 
 pytestmark = pytest.mark.usefixtures("app_environment")
@@ -73,3 +82,97 @@ def test_the_load_chart_rows_are_unique_outputs_per_load():
                          ColdWarmFinding("no difference", ""), load)
     assert load_chart_rows(report) == [{"K": 0, "unique outputs": 1, "successful": 4, "vs K=0": "same"},
                                        {"K": 16, "unique outputs": 3, "successful": 4, "vs K=0": "changed"}]
+
+
+# What a saved probe changes on the other pages
+
+NOTE = "The endpoint rejects these (see its probe): temperature 0 sent as 1."
+
+
+def _history(tmp_path):
+    return open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3")))
+
+
+@pytest.fixture
+def probed_reasoning_server(azure, azure_settings, tmp_path):
+    """The loopback server as a reasoning model, with a saved probe of it (temperature, top_p, logprobs rejected)."""
+    azure.reasoning = True
+    probe = asyncio.run(run_probe(make_backend(azure_settings), ProbePlan(2, (0,), 16)))
+    assert "rejects temperature, top_p, logprobs" in probe.report.summary()
+    save_probe(_history(tmp_path), probe)
+    azure.received.clear()
+    return azure
+
+
+def test_a_rejected_parameter_is_disabled_with_the_reason_and_never_sent(probed_reasoning_server, tmp_path):
+    at = app(EXPERIMENT)
+    temperature = at.slider(key="temperature")
+    assert temperature.disabled and temperature.value == 1.0
+    assert plain(temperature.help).startswith("This endpoint rejects temperature (found by the probe): "
+                                              "The server rejected the request (400)")
+    assert at.slider(key="top_p").disabled and at.toggle(key="logprobs").disabled
+    assert not at.toggle(key="use_seed").disabled  # the seed was accepted
+    shown = [plain(c.value) for c in at.sidebar.caption]
+    assert any(c.startswith("This endpoint rejects temperature (found by the probe)") for c in shown)
+    at.button(key="run").click().run()
+    assert not at.exception
+    bodies = [r.body for r in probed_reasoning_server.received]
+    assert len(bodies) == at.slider(key="runs").value
+    assert {(b.get("temperature", 1), b.get("top_p", 1), b.get("logprobs", False)) for b in bodies} == {(1, 1, False)}
+    assert made_by_lines(at) and made_by_lines(at)[0].split(" · ")[2:4] == ["T 1", "top_p 1"]
+    [saved] = [row for row in _history(tmp_path).list() if row.kind == "experiment"]
+    assert all(run.ok for run in _history(tmp_path).get(saved.id).runs)
+
+
+def test_a_sweep_sends_every_temperature_as_the_endpoint_accepts_and_notes_it_on_each_run(probed_reasoning_server,
+                                                                                          tmp_path):
+    at = app("pages/sweep.py")
+    assert any(c.startswith("This endpoint rejects temperature (found by the probe)") for c in captions(at))
+    at.multiselect(key="sweep_temperatures").set_value([0.0, 1.0])
+    at.text_input(key="sweep_seeds").set_value("42")
+    at.number_input(key="sweep_runs").set_value(2)
+    at.button(key="run_sweep").click().run()
+    assert not at.exception
+    assert [r.body.get("temperature", 1) for r in probed_reasoning_server.received] == [1] * 4
+    [sweep] = [row for row in _history(tmp_path).list() if row.kind == "sweep"]
+    cells = {cell.request.temperature: cell.runs for cell in _history(tmp_path).children(sweep.id)}
+    assert [run.notice for run in cells[0.0]] == [NOTE, NOTE]
+    assert all(run.ok for run in cells[0.0])
+    assert [run.notice for run in cells[1.0]] == [None, None]  # nothing was left out of these
+
+
+def test_a_probe_of_another_endpoint_changes_nothing_here(probed_reasoning_server, monkeypatch):
+    other = ScriptedBackend(texts("An answer."))
+    monkeypatch.setattr(ui.session, "make_backend", lambda settings: other)
+    ui.session._cached_backend.clear()
+    at = app(EXPERIMENT)
+    assert not at.slider(key="temperature").disabled and not at.toggle(key="logprobs").disabled
+    at.slider(key="temperature").set_value(0.5)
+    at.button(key="run").click().run()
+    assert not at.exception
+    assert {request.temperature for request in other.calls} == {0.5}
+    assert 'class="rl-notice"' not in html(at)
+    assert probed_reasoning_server.received == []
+
+
+def test_a_quota_that_cannot_be_counted_is_said_not_raised(scripted, postgres_url, monkeypatch):
+    scripted(texts("An answer."))
+    url = pgserver.new_database(postgres_url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    database = open_database(url, timeout_s=1)  # waits a second for the lost database, not ten
+    monkeypatch.setattr(ui.session, "shared_database", lambda _: database)
+    at = app("pages/sweep.py")
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    try:
+        at.run()
+        assert not at.exception
+        assert captions(at)[-1].endswith("· the requests left this hour cannot be counted right now")
+        at.switch_page("pages/probe.py").run()
+        assert not at.exception
+        [error] = [plain(e.value) for e in at.main.error]
+        assert error.startswith("Nothing can be sent yet: Requests cannot be counted against the hourly quota")
+    finally:
+        database.pool.close()
+        close_pools()

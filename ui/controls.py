@@ -1,7 +1,8 @@
 """The run parameters' widgets, read once into a typed Params: the seed is parsed here, nowhere else in the app.
 
 Each page draws only the widgets it uses (`all_parameters`, `seed_demo_parameters`, `no_parameters`); what it does
-not draw keeps its default. `made_by` and `inputs_key` say which settings produced a set of results."""
+not draw keeps its default; a parameter the endpoint's probe found rejected is a disabled widget that says why.
+`made_by` and `inputs_key` say which settings produced a set of results."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from core import (DEMO_MAX_TOKENS, BackendInfo, BatchPlan, ConfigurationError, InvalidRequest, Limits, RunRequest,
-                  parse_seed, provider)
+from core import (DEMO_MAX_TOKENS, BackendInfo, BatchPlan, Capabilities, ConfigurationError, InvalidRequest, Limits,
+                  RunRequest, parse_seed, provider)
+from core.probe.capabilities import DEFAULTS  # not in core's public API yet
+from ui.html import md
 
 DEMO_SEED = 42
 DEFAULT_TEMPERATURE = 0.1
@@ -48,25 +51,38 @@ class Params:
         return BatchPlan(self.runs, self.concurrency)
 
 
-Controls = Callable[[Limits, str], Params]  # (limits, chosen provider) -> the page's parameters
+Controls = Callable[[Limits, str, Capabilities | None], Params]  # (limits, provider, what it rejects) -> parameters
+Seed = Callable[[Capabilities | None], tuple[int | None, str | None]]
+LOGPROBS_HELP = ("Shows what each run could have chosen where two runs part. The embedded model is much slower "
+                 "with them.")
 
 
 def default_max_tokens(limits: Limits, backend: str) -> int:
     return min(DEMO_MAX_TOKENS if backend == "local" else DEFAULT_MAX_TOKENS, limits.max_tokens)
 
 
-def no_parameters(limits: Limits, backend: str) -> Params:
+def no_parameters(limits: Limits, backend: str, capabilities: Capabilities | None = None) -> Params:
     """No widget: the defaults, for pages that set what they vary themselves (Sweep, History)."""
     return Params(DEFAULT_TEMPERATURE, 1.0, default_max_tokens(limits, backend), DEMO_SEED,
                   min(DEFAULT_RUNS, limits.max_runs), 1)
 
 
-def _seed() -> tuple[int | None, str | None]:
-    """The seed box: no seed when the toggle is off; else the parsed seed, or why it does not parse."""
-    use_seed = st.toggle("Fixed seed", value=True, key="use_seed")
-    text = st.text_input("Seed", str(DEMO_SEED), key="seed", disabled=not use_seed,
-                         help="Any whole number in the signed 64-bit range.")
-    if not use_seed:
+def _rejection(capabilities: Capabilities | None, parameter: str) -> str | None:
+    """Why the endpoint's latest probe says it rejects `parameter`, made inert for markdown; None if it does not."""
+    reason = capabilities.reason(parameter) if capabilities else None
+    return reason and md(reason)
+
+
+def _seed(capabilities: Capabilities | None) -> tuple[int | None, str | None]:
+    """The seed box: no seed when the toggle is off or the endpoint rejects seeds; else the parsed seed, or why it
+    does not parse."""
+    rejected = _rejection(capabilities, "seed")
+    use_seed = st.toggle("Fixed seed", value=True, key="use_seed", disabled=bool(rejected), help=rejected)
+    text = st.text_input("Seed", str(DEMO_SEED), key="seed", disabled=bool(rejected) or not use_seed,
+                         help=rejected or "Any whole number in the signed 64-bit range.")
+    if rejected:
+        st.caption(rejected)
+    if rejected or not use_seed:
         return None, None
     try:
         return parse_seed(text), None
@@ -74,26 +90,53 @@ def _seed() -> tuple[int | None, str | None]:
         return None, str(exc)
 
 
-def _sampling(limits: Limits, backend: str, seed: Callable[[], tuple[int | None, str | None]]) -> Params:
+def _sampling_slider(label: str, parameter: str, bounds: tuple[float, float], default: float,
+                     capabilities: Capabilities | None) -> float:
+    """A temperature or top_p slider; disabled at the value the endpoint accepts when its probe found it rejected."""
+    rejected = _rejection(capabilities, parameter)
+    if not rejected:
+        return st.slider(label, *bounds, default, step=0.05, key=parameter)
+    st.slider(label, *bounds, DEFAULTS[parameter], step=0.05, key=parameter, disabled=True, help=rejected)
+    st.caption(rejected)
+    return DEFAULTS[parameter]
+
+
+def _sampling(limits: Limits, backend: str, capabilities: Capabilities | None, seed: Seed) -> Params:
     st.header("Parameters")
-    temperature = st.slider("Temperature", 0.0, 2.0, DEFAULT_TEMPERATURE, step=0.05, key="temperature")
-    chosen_seed, seed_error = seed()
+    temperature = _sampling_slider("Temperature", "temperature", (0.0, 2.0), DEFAULT_TEMPERATURE, capabilities)
+    chosen_seed, seed_error = seed(capabilities)
     runs = st.slider("Runs (identical requests)", 2, max(2, limits.max_runs), min(DEFAULT_RUNS, limits.max_runs),
                      key="runs")
     max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, default_max_tokens(limits, backend), step=16,
                                  key="max_tokens")
-    top_p = st.slider("top_p", 0.05, 1.0, 1.0, step=0.05, key="top_p")
+    top_p = _sampling_slider("top_p", "top_p", (0.05, 1.0), 1.0, capabilities)
     return Params(temperature, top_p, int(max_tokens), chosen_seed, runs, 1, seed_error)
 
 
-def all_parameters(limits: Limits, backend: str) -> Params:
+def all_parameters(limits: Limits, backend: str, capabilities: Capabilities | None = None) -> Params:
     """Every run parameter, in the sidebar (Experiment)."""
-    return _sampling(limits, backend, _seed)
+    return _sampling(limits, backend, capabilities, _seed)
 
 
-def seed_demo_parameters(limits: Limits, backend: str) -> Params:
+def seed_demo_parameters(limits: Limits, backend: str, capabilities: Capabilities | None = None) -> Params:
     """Every run parameter but the seed, which the page fixes at DEMO_SEED for its seeded scenario."""
-    return _sampling(limits, backend, lambda: (DEMO_SEED, None))
+    return _sampling(limits, backend, capabilities, lambda _: (DEMO_SEED, None))
+
+
+def rejections(capabilities: Capabilities | None, *parameters: str) -> None:
+    """A caption for each of `parameters` the endpoint rejects (for a page that sets them itself, as Sweep does)."""
+    for rejected in filter(None, (_rejection(capabilities, parameter) for parameter in parameters)):
+        st.caption(rejected)
+
+
+def logprobs_toggle(capabilities: Capabilities | None) -> bool:
+    """The log-probabilities toggle (Experiment); off and disabled when the endpoint's probe found them rejected."""
+    rejected = _rejection(capabilities, "logprobs")
+    chosen = st.toggle("Log-probabilities (top 5)", key="logprobs", disabled=bool(rejected),
+                       help=rejected or LOGPROBS_HELP)
+    if rejected:
+        st.caption(rejected)
+    return chosen and not rejected
 
 
 def requests_in_flight(limits: Limits, runs: int | None) -> int:

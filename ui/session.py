@@ -1,5 +1,5 @@
 """The visitor's session: the gate, the backend (cached per configuration), the history, the quota and the sidebar
-that chooses them; a Session admits, runs and sweeps."""
+that chooses them; a Session admits, runs and sweeps, never sending what the endpoint's latest probe found rejected."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import operator
 from dataclasses import asdict, dataclass, replace
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import (LOCAL_MODES, Backend, BatchPlan, Cell, Fanout, HistoryLocation, InvalidRequest, Limits, LocalBackend,
-                  Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, Suite, SuitePlan,
-                  SweepPlan, load_settings, make_backend, open_store, provider, read_access, read_history, read_limits,
-                  read_sources, record_suite, stream_suite)
+from core import (LOCAL_MODES, AdaptedBackend, Backend, BatchPlan, Capabilities, Cell, Fanout, HistoryLocation,
+                  InvalidRequest, Limits, LocalBackend, Recorder, Recording, ReproError, RunRequest, RunResult,
+                  Settings, Store, Suite, SuitePlan, SweepPlan, latest_report, load_settings, make_backend, open_store,
+                  provider, read_access, read_history, read_limits, read_sources, record_suite, stream_suite)
 from core.backends.local import estimate_seconds  # not in core's public API yet
 from core.policy import QuotaLedger, Quotas  # not in core's public API yet
 from core.shared import Experiment, SharedQuota, SharedSlots, prompts_opted_in, shared_database
@@ -41,6 +42,7 @@ class Session:
     fanout: Fanout
     who: str = ""
     log_prompts: bool = False  # REPRO_LOG_PROMPTS
+    capabilities: Capabilities | None = None  # what the latest saved probe of the backend's endpoint says it rejects
 
     def admit(self, request: RunRequest, requests: int, *, batches: int = 1, sweep: bool = False) -> None:
         """Refuse what is over the limits or the visitor's hourly quota (InvalidRequest), else count it;
@@ -52,12 +54,13 @@ class Session:
         """Send the batch (to the chosen backend, unless another is given) under the cap all sessions of this process
         share, saving each run to the history as it arrives; unsaved, with no experiment id, without a store."""
         backend = backend or self.backend
-        recording = Recorder(self.fanout, self.store, self.store_error).batch(backend, request, plan)
+        recording = Recorder(self.fanout, self.store, self.store_error).batch(self._adapted(backend), request, plan)
         return recording.logged(self._event(recording, backend, request, plan.runs))
 
     def sweep(self, base: RunRequest, plan: SweepPlan) -> Recording[tuple[Cell, RunResult]]:
         """Run a sweep like `run` runs a batch: under the shared cap, saved as one history item when there is a store."""
-        recording = Recorder(self.fanout, self.store, self.store_error).sweep(self.backend, base, plan)
+        recorder = Recorder(self.fanout, self.store, self.store_error)
+        recording = recorder.sweep(self._adapted(self.backend), base, plan)
         return recording.logged(self._event(recording, self.backend, base, plan.total_requests, "sweep"), _RESULT)
 
     def suite(self, suite: Suite, plan: SuitePlan) -> Recording[tuple[int, RunResult]]:
@@ -65,10 +68,17 @@ class Session:
         history item (kind "suite", a child experiment per prompt) when there is a store; each pair is the prompt's
         position and a result indexed within that prompt. Refused (InvalidRequest) when over the request cap."""
         plan.requests(suite)  # over the request cap: refused before the history keeps an empty item
-        recording = Recorder(self.fanout, self.store, self.store_error).start(record_suite, stream_suite, self.backend,
-                                                                              suite, plan)
+        recording = Recorder(self.fanout, self.store, self.store_error).start(record_suite, stream_suite,
+                                                                              self._adapted(self.backend), suite, plan)
         requests = len(suite.prompts) * plan.runs
         return recording.logged(self._event(recording, self.backend, None, requests, "suite"), _RESULT)
+
+    def _adapted(self, backend: Backend) -> Backend:
+        """`backend`, sending nothing its endpoint rejects when a probe of that very endpoint found something."""
+        caps = self.capabilities
+        if caps and caps.rejected and backend.info == caps.endpoint:
+            return AdaptedBackend(backend, caps)
+        return backend
 
     def _event(self, recording: Recording, backend: Backend, request: RunRequest | None, requests: int,
                kind: str = "experiment") -> Experiment:
@@ -77,11 +87,14 @@ class Session:
                           log_prompt=self.log_prompts)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
+        return f"{requests} requests, at most {requests * max_tokens:,} completion tokens · {self.quota_line()}"
+
+    def quota_line(self) -> str:
+        """“k of N requests left this hour”, for every page that shows the quota."""
         try:
-            left = f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour"
+            return f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour"
         except InvalidRequest:  # the shared quota's database failed: a run now would be refused, and say why
-            left = "the requests left this hour cannot be counted right now"
-        return f"{requests} requests, at most {requests * max_tokens:,} completion tokens · {left}"
+            return "the requests left this hour cannot be counted right now"
 
 
 def _secrets() -> dict:
@@ -198,8 +211,9 @@ def _test_connection(backend: Backend, quota: QuotaLedger, fanout: Fanout) -> No
         st.error(f"{result.error.kind}: {md(result.error.message)}")
 
 
-def _choose_backend(base: Settings, default: str, runs: int | None, limits: Limits) -> tuple[Settings, int]:
-    """The backend widgets; returns the chosen settings and the per-batch concurrency (the label counts `runs`)."""
+def _choose_backend(base: Settings, default: str) -> tuple[Settings, DeltaGenerator]:
+    """The backend widgets; returns the chosen settings and the place, in Advanced, of the in-flight slider (drawn
+    after the Parameters, whose runs its label counts)."""
     choices = _choices(base)
     chosen = st.selectbox("Answers come from", choices, index=choices.index(default), key="backend",
                           format_func=lambda name: provider(name).title)
@@ -210,10 +224,10 @@ def _choose_backend(base: Settings, default: str, runs: int | None, limits: Limi
                               format_func={"deterministic": "Deterministic", "cache": "Reuse prompt cache"}.get)
         st.caption(LOCAL_MODES[local_mode])
     with st.expander("Advanced"):
-        concurrency = requests_in_flight(limits, runs)
+        in_flight = st.container()
         timeout = st.number_input("Timeout per request (s)", 0.1, 600.0, float(base.timeout_s), step=5.0,
                                   key="timeout")
-    return base.with_overrides(backend=chosen, local_mode=local_mode, timeout_s=timeout), concurrency
+    return base.with_overrides(backend=chosen, local_mode=local_mode, timeout_s=timeout), in_flight
 
 
 def _choices(base: Settings) -> list[str]:
@@ -226,6 +240,17 @@ def _chosen(base: Settings) -> str:
     known before the Parameters, drawn first, choose their defaults."""
     picked = st.session_state.get("backend")
     return picked if picked in _choices(base) else base.resolve()
+
+
+def _capabilities(store: Store | None, backend: Backend | None) -> Capabilities | None:
+    """What the newest saved probe of the backend's endpoint says it rejects; None without a store or such a probe."""
+    if store is None or backend is None:
+        return None
+    try:
+        found = latest_report(store, backend.info)
+    except ReproError:  # a history that cannot be read now leaves the widgets as they are; the runs say what failed
+        return None
+    return Capabilities.of(found[1]) if found else None
 
 
 def _operator_notes(base: Settings, chosen: str, gated: bool, store_error: str | None) -> None:
@@ -283,12 +308,12 @@ def session(controls: Controls = no_parameters) -> Session:
         location = read_history(source)
         quota = _quota_for(identity, limits.requests_per_hour, location)
         fanout = _fanout_for(limits.global_concurrency, location)
-        params = controls(limits, chosen)
+        parameters = st.container()  # above the backend, drawn once its probe says what the endpoint rejects
         st.header("Backend")
-        concurrency, runs = params.concurrency, None if controls is no_parameters else params.runs
+        in_flight = None
         if base is not None:
             try:
-                settings, concurrency = _choose_backend(base, chosen, runs, limits)
+                settings, in_flight = _choose_backend(base, chosen)
                 backend = _backend_for(settings)
                 _backend_box(settings, backend)
                 if st.button("Test connection", key="test_connection"):
@@ -297,5 +322,12 @@ def session(controls: Controls = no_parameters) -> Session:
             except ReproError as exc:
                 st.error(md(exc))
             _operator_notes(base, chosen, gated, store_error)
-        params = replace(params, concurrency=concurrency)
-    return Session(backend, params, limits, quota, store, store_error, fanout, identity, prompts_opted_in(source))
+        capabilities = _capabilities(store, backend)
+        with parameters:
+            params = controls(limits, chosen, capabilities)
+        if in_flight is not None:
+            with in_flight:
+                runs = None if controls is no_parameters else params.runs
+                params = replace(params, concurrency=requests_in_flight(limits, runs))
+    return Session(backend, params, limits, quota, store, store_error, fanout, identity, prompts_opted_in(source),
+                   capabilities)
