@@ -9,7 +9,7 @@ from core.analysis.compare import MATRIX_MAX_RUNS, Comparison, Group, Summary, c
 from core.analysis.diff import Divergence, Segment, diff, first_divergence
 from core.analysis.drift import Drift, drift
 from core.analysis.forks import ForkSide, fork_between, token_strip
-from core.analysis.statistics import BatchStatistics, batch_statistics, compare_batches, runs_needed
+from core.analysis.statistics import BatchStatistics, batch_statistics, compare_batches, runs_needed, upper_bound
 from core.analysis.tree import divergence_tree, render_lines
 from core.backends import Backend, Provider, make_backend, provider, providers, register
 from core.backends.local import MODES as LOCAL_MODES
@@ -42,5 +42,6 @@ __all__ = [
     "from_json", "group_letter", "import_experiment", "load_settings", "load_suite", "load_suite_run", "load_sweep",
     "make_backend", "open_store", "parse_seed", "parse_seeds", "parse_suite", "parse_temperatures", "provider",
     "providers", "read_access", "read_history", "read_limits", "read_sources", "record_suite", "register",
-    "render_lines", "rerun", "runs_needed", "stream_suite", "to_csv", "to_json", "token_strip", "verdict",
+    "render_lines", "rerun", "runs_needed", "stream_suite", "to_csv", "to_json", "token_strip", "upper_bound",
+    "verdict",
 ]

@@ -14,7 +14,7 @@ from core import compare
 from core.models import RunError, RunRequest, RunResult, Usage
 from ui.html import PALETTE
 from ui.results import heatmap_cells
-from ui.verdict import STALE_LABEL, verdict_html
+from ui.verdict import STALE_LABEL, contrast_line, verdict_html
 
 SHARED = ("The red panda woke before dawn and climbed the tallest tree in the quiet forest, where the mist still hung "
           "between the branches, and then it ")
@@ -220,3 +220,12 @@ def test_a_verdict_block_alone_carries_its_title_and_its_own_stale_label():
     assert fresh.having("rl-v-title")[0]["text"] == "With seed 42" and not fresh.having("rl-stale-label")
     assert [e["text"] for e in stale.having("rl-stale-label")] == [STALE_LABEL]
     assert "rl-stale" in stale.having("rl-verdict")[0]["class"].split()
+
+
+def test_two_batches_are_contrasted_in_one_line_with_fishers_exact_test():
+    seeded = compare(runs(*["same answer"] * 10))
+    unseeded = compare(runs(*[f"answer {k}" for k in range(10)]))
+    assert contrast_line(("seed 42", seeded), ("no seed", unseeded)) == (
+        "seed 42: 10/10 identical vs no seed: 1/10; p < 0.001, Fisher's exact test (one-sided): "
+        "more than chance explains.")
+    assert contrast_line(("seed 42", seeded), ("no seed", compare(runs("x", failed=(0,))))) == ""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from core import (DEMO_MAX_TOKENS, BackendInfo, BatchPlan, Capabilities, ConfigurationError, InvalidRequest, Limits,
-                  RunRequest, parse_seed, provider)
+                  RunRequest, parse_seed, provider, runs_needed, upper_bound)
 from core.probe.capabilities import DEFAULTS  # not in core's public API yet
 from ui.html import md
 
@@ -107,6 +107,7 @@ def _sampling(limits: Limits, backend: str, capabilities: Capabilities | None, s
     chosen_seed, seed_error = seed(capabilities)
     runs = st.slider("Runs (identical requests)", 2, max(2, limits.max_runs), min(DEFAULT_RUNS, limits.max_runs),
                      key="runs")
+    st.caption(what_runs_prove(runs))
     max_tokens = st.number_input("Max tokens", 1, limits.max_tokens, default_max_tokens(limits, backend), step=16,
                                  key="max_tokens")
     top_p = _sampling_slider("top_p", "top_p", (0.05, 1.0), 1.0, capabilities)
@@ -137,6 +138,12 @@ def logprobs_toggle(capabilities: Capabilities | None) -> bool:
     if rejected:
         st.caption(rejected)
     return chosen and not rejected
+
+
+def what_runs_prove(runs: int) -> str:
+    """What `runs` identical answers would show, and how many runs a 1 % claim needs (the runs-needed planner)."""
+    return (f"If all {runs} agree: fewer than {upper_bound(runs).high * 100:.1f} % of requests diverge (95 %). "
+            f"To show fewer than 1 %: {runs_needed(0.01)} runs.")
 
 
 def requests_in_flight(limits: Limits, runs: int | None) -> int:

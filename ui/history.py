@@ -20,6 +20,7 @@ from ui.results import nothing_sent, saved_caption, show_results, verdict
 from ui.suites import JOB_KEY as SUITE_JOB  # the Suite page's job key: moving to another page cancels a job
 from ui.suites import follow_suite, show_suite
 from ui.sweeps import saved_made_by, show_sweep
+from ui.verdict import contrast_line
 
 RERUN = "history_rerun"  # the batch re-run's job
 PROBE_PAGE = "pages/probe.py"
@@ -192,12 +193,14 @@ def drift_view(original: Experiment, again: Experiment) -> None:
     if found.modal_changed and found.modal_before is not None and found.modal_after is not None:
         st.html(diff_columns(diff(found.modal_before, found.modal_after), "The original's most common answer",
                              "The re-run's most common answer") + legend())
-    sides = st.columns(2)
+    sides, compared = st.columns(2), []
     for column, (title, experiment) in zip(sides, (("Original", original), ("Re-run", again))):
-        summary = compare(experiment.runs).summary
+        compared.append((title, compare(experiment.runs)))
+        summary = compared[-1][1].summary
         column.markdown(f"**{title}** · {when(experiment)} · {md(experiment.backend.label)} · "
                         f"fingerprints {md(', '.join(summary.fingerprints.counts) or 'none')}")
         column.caption(verdict(summary))
+    st.caption(md(contrast_line(compared[1], compared[0], two_sided=True)))
     if found.moved_runs:
         st.caption("Runs whose text the original never produced: "
                    + ", ".join(f"run {i + 1}" for i in found.moved_runs))

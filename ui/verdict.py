@@ -7,7 +7,7 @@ from html import escape
 
 import streamlit as st
 
-from core import BatchStatistics, Comparison, Summary, batch_statistics, verdict
+from core import BatchStatistics, Comparison, InvalidRequest, Summary, batch_statistics, compare_batches, verdict
 
 STALE_LABEL = "From the previous settings — run again to refresh"
 
@@ -75,6 +75,20 @@ def verdict_html(comparison: Comparison, made_by: str, *, stale: bool = False, t
 def verdict_block(comparison: Comparison, made_by: str, *, stale: bool = False, title: str | None = None) -> None:
     """The verdict sentence in large type, the key numbers, the statistics sentence and the parameters line."""
     st.html(verdict_html(comparison, made_by, stale=stale, title=title))
+
+
+def contrast_line(expected_steadier: tuple[str, Comparison], other: tuple[str, Comparison], *,
+                  two_sided: bool = False) -> str:
+    """Whether the first batch is identical more often than the second (or, two-sided, either way) beyond chance
+    (Fisher's exact test), in one line; empty when either has no successful run."""
+    (label_a, a), (label_b, b) = expected_steadier, other
+    try:
+        contrast = compare_batches(batch_statistics(a), batch_statistics(b), label_a, label_b,
+                                   "two-sided" if two_sided else "greater")
+    except InvalidRequest:
+        return ""
+    beyond = "more than chance explains" if contrast.p_value < 0.05 else "not beyond chance at these N"
+    return f"{contrast.statement()}: {beyond}."
 
 
 def stale_container(key: str, stale: bool):
