@@ -5,10 +5,11 @@ import functools
 import streamlit as st
 
 from core import InvalidRequest
-from ui.controls import all_parameters, inputs_key, made_by
+from ui.controls import all_parameters, inputs_key, logprobs_toggle, made_by
 from ui.live import LiveBatch, Sent, click_refused, finished_job, send_job
 from ui.prompts import fold_prompt, folding_prompt_box
 from ui.results import nothing_sent, saved_caption, show_results
+from ui.resume import show_interrupted
 from ui.session import session
 
 JOB = "experiment"
@@ -17,13 +18,13 @@ visit = session(controls=all_parameters)
 st.title("Experiment")
 st.caption("The same request, sent N times at once. Identical answers mean the backend reproduced itself; "
            "where they part is where reproducibility broke.")
+show_interrupted(visit.store)
 system, prompt = folding_prompt_box(JOB)
 buttons = st.columns([1, 4])
 clicked = buttons[0].button("Run", type="primary", key="run", icon=":material/play_arrow:",
                             disabled=visit.backend is None, on_click=fold_prompt, args=(JOB,))
-logprobs = buttons[1].toggle("Log-probabilities (top 5)", key="logprobs",
-                             help="Shows what each run could have chosen where two runs part. The embedded model "
-                                  "is much slower with them.")
+with buttons[1]:
+    logprobs = logprobs_toggle(visit.capabilities)
 cost = st.empty()  # filled last, so the quota it shows counts this run too
 backend_info = visit.backend.info if visit.backend else None
 inputs = inputs_key(visit.params, backend_info, system, prompt, logprobs)

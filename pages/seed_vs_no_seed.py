@@ -6,14 +6,16 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core import InvalidRequest, RunRequest, RunResult, compare, diff
+from core import Comparison, InvalidRequest, RunRequest, RunResult, compare, diff
 from ui.controls import DEMO_SEED, inputs_key, made_by, seed_demo_parameters
 from ui.html import diff_columns, legend, md
 from ui.live import LiveBatch, Sent, click_refused, finished_job, job_running, send_job
 from ui.present import presenting
 from ui.prompts import fold_prompt, folding_prompt_box
 from ui.results import nothing_sent, run_cards, stale_container, verdict_block
+from ui.resume import show_interrupted
 from ui.session import Session, local_backend, local_estimate, session
+from ui.verdict import contrast_line
 
 PAGE = "seed"
 MODES_WHY = ("In *reuse prompt cache* mode the engine keeps the evaluated prompt, as a busy server would. The first "
@@ -27,7 +29,7 @@ WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”
        "configuration itself changed.")
 
 
-def scenario(title: str, results: list[RunResult], line: str, key: str) -> None:
+def scenario(title: str, results: list[RunResult], line: str, key: str) -> Comparison:
     """One scenario: its verdict, the diff of the modal run against its least similar, the runs folded away."""
     comparison = compare(results)
     verdict_block(comparison, line, title=title)
@@ -37,6 +39,7 @@ def scenario(title: str, results: list[RunResult], line: str, key: str) -> None:
         st.html(diff_columns(diff(texts[pair[0]], texts[pair[1]]), f"Run {pair[0] + 1}", f"Run {pair[1] + 1}"))
     with st.expander(f"All {len(results)} runs"):
         run_cards(results, comparison, per_row=3 if presenting() else 1, key=key)
+    return comparison
 
 
 def show_pair(job: str, inputs: str, why: str) -> None:
@@ -50,9 +53,12 @@ def show_pair(job: str, inputs: str, why: str) -> None:
         for place in live or []:
             place.empty()
         if done:
+            compared = []
             for place, batch, line in zip(_places(), done.batches, done.sent.made_by):
                 with place.container():
-                    scenario(batch.title, batch.results, line, f"{job}_{done.number}_{batch.title}")
+                    key = f"{job}_{done.number}_{batch.title}"
+                    compared.append((batch.title, scenario(batch.title, batch.results, line, key)))
+            st.markdown(md(contrast_line(compared[1], compared[0])))  # the seeded (deterministic) one second
             st.html(legend())
             st.info(why)
 
@@ -83,6 +89,7 @@ st.title("Seed vs no seed")
 st.caption(f"**seed {DEMO_SEED} vs none** · A seed fixes the model's random choices, so the same request should "
            "give the same answer: watch the seeded runs agree word for word while the unseeded ones part, and "
            "whether the seed holds on this backend.")
+show_interrupted(visit.store)
 system, prompt = folding_prompt_box(PAGE)
 row = st.columns([1, 3], vertical_alignment="center")
 clicked = row[0].button("Run both", type="primary", key="run_both", icon=":material/play_arrow:",

@@ -250,6 +250,8 @@ def test_seed_page_runs_both_scenarios_side_by_side(scripted):
     assert verdicts(at) == ["4 different answers, they part at word 3", "4 of 4 identical — reproducible"]
     assert [line.split(" · ")[4] for line in made_by_lines(at)] == ["no seed", "seed 42"]
     assert "almost always" in plain(at.info[0].value)
+    assert ("With seed 42: 4/4 identical vs Without a seed: 1/4; p = 0.071, Fisher's exact test (one-sided): "
+            "not beyond chance at these N.") in [plain(m.value) for m in at.markdown]
 
 
 class SlowScripted(ScriptedBackend):
@@ -611,3 +613,74 @@ def test_present_in_the_url_turns_presentation_mode_on_and_the_toggle_off(script
     at.toggle(key="present").set_value(False).run()
     assert "html{font-size:20px}" not in html(at)
     assert "present" not in at.query_params
+
+
+from core.history import HistoryLocation, Store, open_store  # noqa: E402 - the tests of ui.resume, added last
+from core.models import BackendInfo, RunRequest, RunResult  # noqa: E402
+from ui.resume import interrupted_notice  # noqa: E402
+
+
+def _history(tmp_path: Path) -> Store:
+    """The history the app keeps in app_environment's folder."""
+    return open_store(HistoryLocation(sqlite_path=str(tmp_path / "history.sqlite3")))
+
+
+def _interrupted_batch(history: Store, runs_in: int, planned: int = 10) -> str:
+    """An experiment as a tab closed mid-batch leaves it: `runs_in` of `planned` runs saved, never finished."""
+    experiment_id = history.create(RunRequest(prompt="Name a colour.", seed=42),
+                                   BackendInfo("azure", "gpt-test", "res.openai.azure.com"), planned)
+    history.add_runs([(experiment_id, RunResult(index=k, latency_ms=10.0, text="Red.")) for k in range(runs_in)])
+    return experiment_id
+
+
+def _reloaded(page: str, experiment_id: str) -> AppTest:
+    """A new session on `page` whose URL names `experiment_id` as its last batch, as a reloaded tab's does."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(page)
+    at.query_params["batch"] = experiment_id
+    at.run()
+    assert not at.exception
+    return at
+
+
+@pytest.mark.parametrize("page", ["pages/experiment.py", "pages/seed_vs_no_seed.py"])
+def test_a_reload_mid_batch_points_to_the_interrupted_experiment_in_history(scripted, tmp_path, page):
+    scripted(texts("x"))
+    experiment_id = _interrupted_batch(_history(tmp_path), 3)
+    at = _reloaded(page, experiment_id)
+    [notice] = at.main.warning
+    assert notice.value == (f"Your last batch was interrupted after 3 of 10 runs — "
+                            f"[open it in History](history?experiment={experiment_id}).")
+
+
+def test_a_finished_batch_named_in_the_url_shows_no_notice(scripted, tmp_path):
+    scripted(texts("x"))
+    history = _history(tmp_path)
+    experiment_id = _interrupted_batch(history, 10)
+    history.finish(experiment_id)
+    assert not _reloaded("pages/experiment.py", experiment_id).main.warning
+    assert not _reloaded("pages/experiment.py", "not-in-the-history").main.warning
+
+
+def test_a_new_batch_takes_the_place_of_the_interrupted_one_in_the_url(scripted, tmp_path):
+    scripted(texts("x"))
+    history = _history(tmp_path)
+    lost = _interrupted_batch(history, 2)
+    at = _reloaded("pages/experiment.py", lost)
+    at.slider(key="runs").set_value(2)
+    at.button(key="run").click().run()
+    assert not at.exception
+    [new] = [row.id for row in history.list() if row.id != lost]
+    assert at.query_params["batch"] == new  # named while it ran, so a reload now would find it, complete
+    assert not at.main.warning
+    at.run()
+    assert not at.main.warning  # the session's own batch is never "interrupted"
+
+
+def test_both_scenarios_of_an_interrupted_pair_are_counted_and_linked(tmp_path):
+    history = _history(tmp_path)
+    first, second = _interrupted_batch(history, 4), _interrupted_batch(history, 2)
+    assert interrupted_notice([history.get(first), history.get(second)]) == (
+        f"Your last batch was interrupted after 6 of 20 runs — open them in History: "
+        f"[part 1](history?experiment={first}) · [part 2](history?experiment={second}).")

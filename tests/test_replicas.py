@@ -124,3 +124,24 @@ def test_two_replicas_share_one_hourly_quota_and_a_restart_keeps_it(fake_server,
         assert quota_left(page) == "0 of 12 requests left this hour"
         assert "This needs 2 requests but 0 of your 12" in run(page)
     assert len(fake_server.received) == 12
+
+
+def test_ten_visitors_on_two_replicas_never_exceed_the_shared_cap(fake_server, replica_env, browser, tmp_path):
+    fake_server.latency_s = 1.0  # 50 requests at 8 at a time: about 7 s, so the batches overlap
+    env = {**replica_env, "REPRO_GLOBAL_CONCURRENCY": "8", "REPRO_REQUESTS_PER_HOUR": "1000"}
+    with replicas(tmp_path, env) as started:
+        urls = [started.start()[0], started.start()[0]]
+        pages = [browser.new_page(viewport={"width": 1400, "height": 1200}) for _ in range(10)]
+        for k, page in enumerate(pages):  # all ten load at once: one after the other would take a minute
+            page.goto(urls[k % 2] + "/experiment", wait_until="commit")
+        for page in pages:
+            page.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
+            settle(page)
+        for page in pages:
+            page.get_by_role("button", name="Run", exact=True).click()
+        for page in pages:
+            page.locator("[data-verdict]").first.wait_for(timeout=60_000)
+            assert "5 of 5 identical" in page.locator("[data-verdict]").first.inner_text()
+            page.close()
+    assert len(fake_server.received) == 50
+    assert fake_server.peak_in_flight == 8  # each replica alone would allow 8, so two would let 16 through

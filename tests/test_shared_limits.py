@@ -8,6 +8,8 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from core.history.recorder import Recorder
 from core.models import BackendInfo, BatchPlan, RunError, RunRequest, RunResult, Usage
 from core.policy import Quota
 from core.runner import Fanout
+from core.settings import load_settings
 from core.shared import Experiment, SharedFailureLog, SharedQuota, SharedSlots, logged, readiness
 from core.shared.pool import SharedDatabase, open_database, visitor_key
 from tests import pgserver
@@ -329,6 +332,49 @@ def test_a_batch_closed_early_leaves_no_shared_slot_held(replicas, url: str, fak
     fanout.close()
     assert fake_server.peak_in_flight == 2
     assert len(fake_server.received) <= 4  # the first wave and the slots it freed; the runs still waiting, never
+    assert _rows(url, "SELECT count(*) FROM repro_slot_leases WHERE holder IS NOT NULL") == [(0,)]
+
+
+def _replica_batch(url: str, environ: dict[str, str], cap: int, lease_s: float) -> None:
+    """A replica sending a batch of twice `cap` runs under the shared cap, its leases `lease_s` long."""
+    fanout = Fanout(cap, slots=SharedSlots(open_database(url), cap, lease_s=lease_s))
+    backend = make_backend(load_settings(environ=environ, dotenv_path=None))
+    for _ in fanout.runs(backend, DEMO, BatchPlan(2 * cap, cap)):
+        pass
+
+
+def _until(condition, within_s: float) -> float:
+    """Seconds until `condition()` held; fails after `within_s`."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < within_s, f"not within {within_s} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_a_replica_killed_mid_batch_frees_its_slots_within_the_lease(replicas, url: str, fake_server,
+                                                                   azure_env) -> None:
+    cap, lease_s = 4, 1.0
+    fake_server.latency_s = 3.0  # the killed replica's requests are still at the server when it dies
+    killed = multiprocessing.get_context("spawn").Process(target=_replica_batch, args=(url, azure_env, cap, lease_s))
+    killed.start()
+    survivor = SharedSlots(replicas[1], cap, lease_s=lease_s)
+    _until(lambda: len(fake_server.received) == cap, within_s=60)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.join()
+    assert survivor.in_flight() == cap  # held by a process that will never give them back
+    assert survivor.claim("survivor") is None
+    assert _until(lambda: survivor.in_flight() == 0, within_s=lease_s + 1) <= lease_s + 0.5
+
+    fake_server.latency_s = 1.0
+    fanout = Fanout(cap, slots=survivor)
+    results = list(fanout.runs(make_backend(load_settings(environ=azure_env, dotenv_path=None)), DEMO,
+                               BatchPlan(cap, cap)))
+    fanout.close()
+    assert [result.ok for result in results] == [True] * cap
+    starts = [request.started for request in fake_server.received[cap:]]
+    assert len(starts) == cap
+    assert max(starts) - min(starts) < 0.8  # the full cap at once: a slot still held would delay one by a second
     assert _rows(url, "SELECT count(*) FROM repro_slot_leases WHERE holder IS NOT NULL") == [(0,)]
 
 

@@ -15,6 +15,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
 from core import Recording, Relay, RunRequest, RunResult, SweepPlan, SweepResult, group_letter
+from ui import resume
 from ui.html import badge, run_card
 from ui.results import CARDS_PER_ROW, card_slots
 from ui.sweeps import sweep_charts
@@ -178,16 +179,18 @@ def job_running(key: str | None = None) -> bool:
     return job is not None and key in (None, job.key)
 
 
-def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PER_ROW) -> list[ShownBatch]:
+def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PER_ROW, *,
+               saving: Callable[[list[str]], None] | None = None) -> list[ShownBatch]:
     """Show the job started under `key` live, its batches side by side as they arrive (each in its place, under its
-    title, when places are given), until every run is in; then forget the job and return its batches.
+    title, when places are given), until every run is in; then forget the job and return its batches. `saving` is
+    told the ids of the job's experiments in the history each time another one starts.
 
     The job runs in the background, not in this script run: at the visitor's next click Streamlit stops this run
     and starts another, which finds the job and goes on showing it, so a second click sends nothing. A run stopped
     because the visitor left cancels the job."""
     job = st.session_state[JOB]
     try:
-        shown = _show_batches(job, places or [None] * len(job.batches), per_row)
+        shown = _show_batches(job, places or [None] * len(job.batches), per_row, saving)
     except StopException:
         if not _visitor_still_here():
             _forget(job)
@@ -201,7 +204,8 @@ def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PE
     return shown
 
 
-def _show_batches(job: _Job, places: Sequence, per_row: int) -> list[ShownBatch]:
+def _show_batches(job: _Job, places: Sequence, per_row: int,
+                  saving: Callable[[list[str]], None] | None) -> list[ShownBatch]:
     views = []
     for batch, place in zip(job.batches, places):
         with place.container() if place else contextlib.nullcontext():
@@ -209,8 +213,11 @@ def _show_batches(job: _Job, places: Sequence, per_row: int) -> list[ShownBatch]
                 st.subheader(batch.title)
             views.append(_LiveView(batch.total, per_row))
     arrived: list[list[RunResult]] = [[] for _ in job.batches]
-    waiting = set(range(len(job.batches)))
+    waiting, told = set(range(len(job.batches))), []
     while waiting:
+        if saving and (saved := _saved_ids(job)) != told:
+            told = saved
+            saving(saved)
         for k in sorted(waiting):
             arrived[k], done = job.relay.wait(k, views[k].drawn, TICK_S / len(waiting))
             views[k].show(arrived[k])  # also the tick
@@ -221,6 +228,12 @@ def _show_batches(job: _Job, places: Sequence, per_row: int) -> list[ShownBatch]
         raise job.relay.error
     return [ShownBatch(batch.title, sorted(results, key=lambda r: r.index), job.relay.opened[k])
             for k, (batch, results) in enumerate(zip(job.batches, arrived))]
+
+
+def _saved_ids(job: _Job) -> list[str]:
+    """The history ids of the job's batches started so far (a batch saved nowhere has none)."""
+    return [recording.experiment_id for recording in job.relay.opened
+            if recording is not None and recording.experiment_id]
 
 
 def _visitor_still_here() -> bool:
@@ -308,17 +321,20 @@ class Finished:
 
 def send_job(key: str, batches: Sequence[LiveBatch], sent: Sent, admit: Callable[[], None], *,
              together: bool = False) -> bool:
-    """start_job, remembering what was sent for the results to carry; False (nothing sent) while a job runs."""
+    """start_job, remembering what was sent for the results to carry; False (nothing sent) while a job runs. The
+    URL stops naming the last batch (ui.resume) and names this one once it is saved (finished_job)."""
     started = start_job(key, batches, admit, together=together)
     if started:
         st.session_state[f"{key}_sent"] = sent
+        resume.forget()
     return started
 
 
 def finished_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PER_ROW) -> Finished | None:
-    """Follow the job sent under `key` to its end if it is on its way; the last finished job under `key`, if any."""
+    """Follow the job sent under `key` to its end if it is on its way, its experiments named in the URL so that a
+    reload can point to them (ui.resume); the last finished job under `key`, if any."""
     if job_running(key):
-        shown = follow_job(key, places, per_row)
+        shown = follow_job(key, places, per_row, saving=resume.keep_in_url)
         previous = st.session_state.get(f"{key}_finished")
         st.session_state[f"{key}_finished"] = Finished(st.session_state[f"{key}_sent"], tuple(shown),
                                                        previous.number + 1 if previous else 1)
