@@ -10,7 +10,8 @@ import pytest
 from core.backends.batched import BatchedDecoder
 from core.backends.local import LocalBackend
 from core.errors import InvalidRequest
-from core.models import BatchPlan, RunRequest
+from core.models import MAX_RUNS, BatchPlan, RunRequest
+from core.probe.plan import ProbePlan
 from core.runner import iter_requests, run_batch
 
 pytestmark = pytest.mark.model
@@ -69,10 +70,12 @@ def test_one_sequence_with_shared_cells_is_a_single_run(backend, decoder):
 
 
 def test_seed_count_is_checked(decoder):
-    with pytest.raises(InvalidRequest, match="^seeds: give 1 to 100"):
+    with pytest.raises(InvalidRequest, match=f"^seeds: give 1 to {MAX_RUNS}"):
         decoder.generate(STORY, [])
-    with pytest.raises(InvalidRequest, match="^seeds: give 1 to 100"):
-        decoder.generate(STORY, [1] * 101)
+    with pytest.raises(InvalidRequest, match=f"^seeds: give 1 to {MAX_RUNS}"):
+        decoder.generate(STORY, [1] * (MAX_RUNS + 1))
+    with pytest.raises(InvalidRequest, match=f"^requests: give 1 to {MAX_RUNS}"):
+        decoder.generate_together([])
 
 
 def test_the_backend_decodes_runs_that_arrive_together_as_one_batch_with_the_same_bytes(backend):
@@ -108,3 +111,38 @@ def test_cache_mode_and_logprobs_are_never_batched():
                                      RunRequest(prompt="Say hello.", seed=7, max_tokens=4, logprobs=True),
                                      BatchPlan(1, 1)))
     assert "batch" not in json.loads(result.raw) and result.logprobs
+
+
+# The probe's load test: R (seeded, temperature 1, 16 tokens) in one batch with 8 copies of itself and 4 other prompts.
+PLAN = ProbePlan(runs=8, max_tokens=16, nonce=1)
+R = RunRequest(**{**PLAN.load_request().to_dict(), "temperature": 1.0})
+
+
+def test_in_a_mixed_batch_with_isolated_cells_every_run_is_its_single_run(backend, decoder):
+    background = PLAN.background(4)
+    together = decoder.generate_together([*background, R, R])
+    assert [r.text for r in together[4:]] == [single(backend, R, R.seed).text] * 2
+    # The other prompts, of other lengths, are exactly their single runs too.
+    for result, request in list(zip(together, background))[:2]:
+        assert (result.text, result.usage) == (single(backend, request, request.seed).text,
+                                               single(backend, request, request.seed).usage)
+
+
+def test_with_shared_prompt_cells_the_batch_changes_a_copy_of_r(backend, decoder):
+    alone = single(backend, R, R.seed).text
+    quiet = decoder.generate_together([R] * 8, shared_cells=True)
+    loaded = decoder.generate_together([*PLAN.background(4), *[R] * 8], shared_cells=True)
+    # Measured on this build, the same every time: one copy of eight differs, which one depends on the batch.
+    assert [k for k, r in enumerate(quiet) if r.text != alone] == [6]
+    assert [k for k, r in enumerate(loaded[4:]) if r.text != alone] == [2]
+    assert quiet[6].text == loaded[6].text != alone
+
+
+def test_the_backend_decodes_mixed_requests_together_as_its_own_runs():
+    engine = LocalBackend(mode="deterministic")
+    runs = engine.decode_together([*PLAN.background(1), R], shared_cells=False)
+    assert [json.loads(r.raw)["batch"] for r in runs] == [{"size": 2, "sequence": 0, "shared_cells": False},
+                                                          {"size": 2, "sequence": 1, "shared_cells": False}]
+    assert all(r.ok and r.system_fingerprint == engine.fingerprint for r in runs)
+    failed = engine.decode_together([RunRequest(prompt="p", max_tokens=4)] * (MAX_RUNS + 1), shared_cells=False)
+    assert len(failed) == MAX_RUNS + 1 and "requests: give 1 to" in failed[0].error.message

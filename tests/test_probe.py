@@ -99,12 +99,30 @@ def test_the_embedded_engine_in_cache_mode_gives_a_different_first_answer(cache_
     assert report.cold_warm.verdict == "first answer differs"
 
 
-def test_the_embedded_engine_in_deterministic_mode_honours_the_seed_and_is_invariant():
-    report = probe(LocalBackend(mode="deterministic"), ladder=(0, 4), max_tokens=4).report
+def test_the_embedded_engine_is_batch_invariant_with_isolated_cells_and_not_with_shared_ones():
+    found = probe(LocalBackend(mode="deterministic"), runs=8, ladder=(0, 4), max_tokens=16, fresh_prompts=1)
+    report = found.report
     assert report.seed.verdict == "honoured"
     assert report.cold_warm.verdict == "no difference"
-    assert report.load.summary == "invariant up to K=4"
     assert statuses(report)["logprobs"] == "accepted"
+    # R inside one llama.cpp batch next to K other prompts, each rung compared with R decoded alone.
+    assert report.load.verdict_line == "isolated cells: invariant up to K=4"
+    assert report.load_control.verdict_line == "shared cells: answers change from K=0"
+    assert [(r.background, r.unique, r.changed) for r in report.load_control.rungs] == [(0, 2, True), (4, 2, True)]
+    assert report.problems() == []  # the shared cells are a control: the engine serves with isolated ones
+    assert report.summary().endswith("isolated cells: invariant up to K=4 · shared cells: answers change from K=0")
+    assert [s.label for s in found.steps][-5:] == ["load, R alone", "load, K=0, isolated cells",
+                                                   "load, K=4, isolated cells", "load, K=0, shared cells",
+                                                   "load, K=4, shared cells"]
+    alone = found.steps[-5].runs[0].text
+    assert {r.text for step in found.steps[-4:-2] for r in step.runs} == {alone}
+
+
+def test_rungs_over_the_engines_batch_are_skipped_with_the_reason():
+    report = probe(LocalBackend(mode="deterministic"), runs=2, ladder=(0, 31), max_tokens=2, fresh_prompts=1).report
+    assert [r.background for r in report.load.rungs] == [0]
+    assert [(s.background, s.reason) for s in report.load.skipped] == [
+        (31, "33 sequences is over the engine's batch of 32")]
 
 
 def test_seed_verdicts_from_the_five_answers():

@@ -215,6 +215,25 @@ class LocalBackend:
             for waiting in group:
                 _hand_over(loop, waiting.future, exc)
 
+    batch_limit = MAX_BATCH
+
+    def decode_together(self, requests: list[RunRequest], shared_cells: bool) -> list[RunResult]:
+        """Mixed requests as one llama.cpp batch (batched.py), for the probe's load test: the results in the requests'
+        order, each a run of this backend; if the batch fails, every run carries the error."""
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                decoded = self._batch_decoder().generate_together(requests, shared_cells=shared_cells)
+        except (ValueError, RuntimeError) as exc:
+            error = RunError("local", f"The embedded model failed: {exc}")
+        except BackendError as exc:
+            error = exc.error
+        else:
+            return [RunResult.succeeded(r.index, r.latency_ms, self._completion(self._response(r) | {"batch": {
+                "size": len(requests), "sequence": r.index, "shared_cells": shared_cells}})) for r in decoded]
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        return [RunResult.failed(index, latency_ms, error) for index in range(len(requests))]
+
     def _response(self, result: RunResult) -> dict[str, Any]:
         """A batched run in the shape llama-cpp-python's create_chat_completion returns (`batch` says which)."""
         return {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion", "model": self.info.model,

@@ -3,6 +3,7 @@ functions, no I/O), and the report card that puts them in one table and one line
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -73,12 +74,19 @@ class SkippedRung:
 
 @dataclass(frozen=True)
 class LoadFinding:
-    """Unique outputs of R at each load, and the verdict: invariant up to the largest load, or from where it changes."""
+    """Unique outputs of R at each load, and the verdict: invariant up to the largest load, or from where it changes.
+    `variant` names how the embedded engine batched them ("isolated cells", "shared cells"; empty for a server)."""
 
     verdict: str
     summary: str
     rungs: tuple[LoadRung, ...] = ()
     skipped: tuple[SkippedRung, ...] = ()
+    variant: str = ""
+
+    @property
+    def verdict_line(self) -> str:
+        """The summary, after the variant when there is one: "shared cells: answers change from K=0"."""
+        return f"{self.variant}: {self.summary}" if self.variant else self.summary
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,12 @@ class ProbeReport:
     cold_warm: ColdWarmFinding
     load: LoadFinding
     baseline_error: str | None = None  # why the request with no optional parameter failed, if it did
+    # The embedded engine's positive control: its load ladder again with shared prompt cells, expected to change.
+    load_control: LoadFinding | None = None
+
+    @property
+    def loads(self) -> tuple[LoadFinding, ...]:
+        return (self.load, self.load_control) if self.load_control else (self.load,)
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(check, verdict, evidence), one row per parameter and per part."""
@@ -98,20 +112,21 @@ class ProbeReport:
         return [*baseline, *((f"parameter {p.parameter}", p.status, p.evidence) for p in self.parameters),
                 ("seed honoured", self.seed.verdict, self.seed.evidence),
                 ("cold vs warm", self.cold_warm.verdict, self.cold_warm.evidence),
-                ("load sensitivity", self.load.summary, _rungs_line(self.load))]
+                *((" ".join(("load sensitivity", load.variant)).strip(), load.verdict_line, _rungs_line(load))
+                  for load in self.loads)]
 
     def summary(self) -> str:
         rejected = [p.parameter for p in self.parameters if p.status == REJECTED]
         parts = [f"seed {self.seed.verdict}",
                  f"rejects {', '.join(rejected)}" if rejected else "accepts every parameter tried",
-                 f"cold vs warm: {self.cold_warm.verdict}", self.load.summary]
+                 f"cold vs warm: {self.cold_warm.verdict}", *(load.verdict_line for load in self.loads)]
         return f"{self.backend.label}: " + " · ".join(parts)
 
     def problems(self) -> list[str]:
         """What a CI check fails on: a seed that is not honoured, or seeded answers that load changes."""
         found = [f"the seed is {self.seed.verdict}"] if self.seed.verdict == SEED_IGNORED else []
         if self.load.verdict in (CHANGES, UNSETTLED):
-            found.append(self.load.summary)
+            found.append(self.load.verdict_line)
         return found
 
     def markdown(self) -> str:
@@ -215,18 +230,20 @@ def load_rung(background: int, results: Sequence[RunResult], reference: str | No
     return LoadRung(background, len(results), len(texts), len(set(texts)), changed, first_error)
 
 
-def load_finding(rungs: Sequence[LoadRung], skipped: Sequence[SkippedRung] = ()) -> LoadFinding:
-    """The verdict over the rungs, the first one being the rung without load."""
+def load_finding(rungs: Sequence[LoadRung], skipped: Sequence[SkippedRung] = (), variant: str = "",
+                 against_alone: bool = False) -> LoadFinding:
+    """The verdict over the rungs, the first one being the rung without background requests; `against_alone`: each
+    rung was compared with R decoded alone, so that even the first one may show a change."""
     rungs, skipped = tuple(rungs), tuple(skipped)
+    found = functools.partial(LoadFinding, rungs=rungs, skipped=skipped, variant=variant)
     if not rungs or not rungs[0].successful:
-        why = rungs[0].first_error if rungs else "no rung was run"
-        return LoadFinding(UNKNOWN, f"load unknown: {why}", rungs, skipped)
+        return found(UNKNOWN, f"load unknown: {rungs[0].first_error if rungs else 'no rung was run'}")
     quiet = rungs[0]
-    if quiet.unique > 1:
-        return LoadFinding(UNSETTLED, f"not reproducible even without load (K=0: {quiet.unique} unique of "
-                                      f"{quiet.successful})", rungs, skipped)
+    if quiet.unique > 1 and not against_alone:
+        return found(UNSETTLED, f"not reproducible even without load (K=0: {quiet.unique} unique of "
+                                f"{quiet.successful})")
     changed = next((r for r in rungs if r.changed or r.unique > 1), None)
     if changed:
-        return LoadFinding(CHANGES, f"answers change from K={changed.background}", rungs, skipped)
+        return found(CHANGES, f"answers change from K={changed.background}")
     measured = [r for r in rungs if r.successful]  # a rung whose every request failed shows nothing
-    return LoadFinding(INVARIANT, f"invariant up to K={measured[-1].background}", rungs, skipped)
+    return found(INVARIANT, f"invariant up to K={measured[-1].background}")

@@ -11,6 +11,7 @@ from core.models import MAX_RUNS, MAX_TOKENS_LIMIT, RunRequest, is_integer
 from core.probe.findings import SHORT_TOKENS, SkippedRung
 
 LADDER = (0, 4, 16, 64)
+LOCAL_LADDER = (0, 2, 4, 8)  # the embedded engine's: its whole rung is one batch on a couple of cores, run twice
 MAX_BACKGROUND = 1000
 SEED_A, SEED_B = 1234, 98765
 LOAD_PROMPT = "In one sentence, what makes a good cup of tea?"
@@ -97,8 +98,9 @@ class ProbePlan:
         return RunRequest(prompt=LOAD_PROMPT, temperature=0.0, max_tokens=self.max_tokens, seed=SEED_A)
 
     def background(self, count: int) -> list[RunRequest]:
-        """`count` requests of other prompts and lengths, to keep the server busy while R runs."""
-        return [RunRequest(prompt=BACKGROUND_PROMPTS[k % len(BACKGROUND_PROMPTS)], temperature=1.0,
+        """`count` requests of other prompts and lengths, to keep the server busy while R runs; seeded, so that where
+        the seed is honoured the load is the same each time."""
+        return [RunRequest(prompt=BACKGROUND_PROMPTS[k % len(BACKGROUND_PROMPTS)], temperature=1.0, seed=SEED_B + k,
                            max_tokens=min(self.max_tokens * (1 + k % 3), MAX_TOKENS_LIMIT)) for k in range(count)]
 
     @property

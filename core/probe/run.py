@@ -4,17 +4,31 @@ with `core.runner.iter_requests`. Every part after the first leaves out what the
 from __future__ import annotations
 
 import functools
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 from core.backends import Backend
 from core.models import RunRequest, RunResult
-from core.probe.capabilities import AdaptedBackend, Capabilities
+from core.probe.capabilities import AdaptedBackend, Capabilities, strip_rejected
 from core.probe.findings import (ACCEPTED, IGNORED, SEED_IGNORED, UNTESTED, ColdWarmFinding, LoadFinding,
                                  ParameterFinding, ProbeReport, SeedFinding, SkippedRung, cold_warm_finding, failure,
                                  load_finding, load_rung, parameter_finding, sample, seed_finding, text_of)
 from core.probe.plan import ProbePlan
 from core.runner import Holder, iter_requests
+
+@runtime_checkable
+class DecodesTogether(Protocol):
+    """An engine that can put mixed requests in one batch (the embedded one): the load test then runs R inside the
+    batch, with each sequence in its own cells (isolated) and with prompt cells shared in one unified cache."""
+
+    batch_limit: int
+
+    def decode_together(self, requests: list[RunRequest], shared_cells: bool) -> list[RunResult]: ...
+
+
+VARIANTS = (("isolated cells", False), ("shared cells", True))
 
 Send = Callable[[Backend, Sequence[RunRequest], int], Awaitable[list[RunResult]]]
 
@@ -52,8 +66,13 @@ async def run_probe(backend: Backend, plan: ProbePlan, skipped: Sequence[Skipped
     adapted = AdaptedBackend(backend, Capabilities.from_findings(backend.info, parameters, baseline.ok))
     seed, seed_steps = await _seed(adapted, plan, send)
     cold_warm, fresh_steps = await _cold_warm(adapted, plan, send)
-    load, load_steps = await _load(adapted, plan, send, skipped)
-    report = ProbeReport(backend.info, _with_seed_verdict(parameters, seed), seed, cold_warm, load, failure(baseline))
+    capabilities = adapted.capabilities
+    if isinstance(backend, DecodesTogether):
+        (load, control), load_steps = await _load_in_batch(backend, plan, capabilities, skipped)
+    else:
+        (load, control), load_steps = await _load(adapted, plan, send, skipped)
+    report = ProbeReport(backend.info, _with_seed_verdict(parameters, seed), seed, cold_warm, load, failure(baseline),
+                         control)
     return Probe(report, (*parameter_steps, *seed_steps, *fresh_steps, *load_steps))
 
 
@@ -102,7 +121,7 @@ async def _cold_warm(backend: Backend, plan: ProbePlan, send: Send) -> tuple[Col
 
 
 async def _load(backend: Backend, plan: ProbePlan, send: Send,
-                skipped: Sequence[SkippedRung]) -> tuple[LoadFinding, list[Step]]:
+                skipped: Sequence[SkippedRung]) -> tuple[tuple[LoadFinding, None], list[Step]]:
     request, rungs, steps, reference = plan.load_request(), [], [], None
     for background in plan.ladder:
         # The background requests go first, so they are in flight when the copies of R arrive.
@@ -114,4 +133,27 @@ async def _load(backend: Backend, plan: ProbePlan, send: Send,
             reference = next((text_of(r) for r in mine if r.ok), None)
         rungs.append(rung)
         steps.append(Step(f"load, K={background}", request, tuple(mine)))
-    return load_finding(rungs, skipped), steps
+    return (load_finding(rungs, skipped), None), steps
+
+
+async def _load_in_batch(engine: DecodesTogether, plan: ProbePlan, capabilities: Capabilities,
+                         skipped: Sequence[SkippedRung]) -> tuple[tuple[LoadFinding, LoadFinding], list[Step]]:
+    """The ladder inside one llama.cpp batch, once per variant, every rung compared with R decoded alone. R is
+    sampled at temperature 1 with its seed, which this engine honours exactly: greedy decoding hides logit changes
+    this small (measured: 16 greedy tokens stay the same in both variants)."""
+    request, _ = strip_rejected(replace(plan.load_request(), temperature=1.0), capabilities)
+    [alone] = await asyncio.to_thread(engine.decode_together, [request], False)
+    too_big = [SkippedRung(k, f"{plan.rung_requests(k)} sequences is over the engine's batch of {engine.batch_limit}")
+               for k in plan.ladder if plan.rung_requests(k) > engine.batch_limit]
+    ladder = [k for k in plan.ladder if plan.rung_requests(k) <= engine.batch_limit]
+    steps, findings = [Step("load, R alone", request, (alone,))], []
+    for variant, shared_cells in VARIANTS:
+        rungs = []
+        for background in ladder:
+            together = [*plan.background(background), *[request] * plan.runs]
+            results = await asyncio.to_thread(engine.decode_together, together, shared_cells)
+            mine = [_indexed(result, i) for i, result in enumerate(results[background:])]
+            rungs.append(load_rung(background, mine, text_of(alone)))
+            steps.append(Step(f"load, K={background}, {variant}", request, tuple(mine)))
+        findings.append(load_finding(rungs, (*skipped, *too_big), variant, against_alone=True))
+    return (findings[0], findings[1]), steps
