@@ -280,9 +280,10 @@ def test_a_history_that_fills_up_says_exactly_how_many_runs_it_kept(fake_server,
 
     as_json = cli("run", "--prompt", "p", "--runs", "5", "--json", env=azure_env, cwd=tmp_path)
     experiment = json.loads(as_json.stdout)["experiment"]
-    assert (experiment["runs_saved"], experiment["complete"]) == (0, False)
-    assert as_json.stderr == (f"note: saved 0 of 5 runs as {experiment['id']}; the rest were not saved: The history "
-                              "database failed: IntegrityError: database or disk is full\n")
+    kept = experiment["runs_saved"]  # the room the first batch left, if a whole group fitted in it
+    assert kept <= 3 - int(found[1]) and not experiment["complete"]
+    assert as_json.stderr == (f"note: saved {kept} of 5 runs as {experiment['id']}; the rest were not saved: The "
+                              "history database failed: IntegrityError: database or disk is full\n")
 
 
 def test_a_sweep_that_fills_the_history_says_so_too(fake_server, azure_env, tmp_path):

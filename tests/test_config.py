@@ -115,7 +115,7 @@ def test_bad_requests_are_refused_with_the_field_named(fields, message):
         RunRequest(**{"prompt": "hello", **fields})
 
 
-@pytest.mark.parametrize("runs, concurrency", [(0, 1), (101, 1), (5, 0), (2.0, 1)])
+@pytest.mark.parametrize("runs, concurrency", [(0, 1), (1001, 1), (5, 0), (2.0, 1)])
 def test_bad_batch_plans_are_refused(runs, concurrency):
     with pytest.raises(InvalidRequest):
         BatchPlan(runs, concurrency)

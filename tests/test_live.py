@@ -8,7 +8,7 @@ import time
 
 from core.models import RunError, RunResult
 from core.runner import Relay
-from ui.live import JOB, LIVE_GRID_ABOVE, JobSlot, live_grid
+from ui.live import JOB, LIVE_GRID_ABOVE, LIVE_TILES_MAX, TALLY_GROUPS, JobSlot, live_grid
 
 
 def test_of_two_clicks_at_once_only_one_admits_and_starts_a_job():
@@ -62,6 +62,21 @@ def test_the_live_grid_shows_each_run_as_a_tile_with_its_group_so_far():
     assert 'data-tile="1">2 ✕ server</span>' in grid and "<b>down" not in grid
     assert 'class="rl-card' not in grid  # tiles, not N waiting cards
     assert LIVE_GRID_ABOVE == 12
+
+
+def test_above_a_hundred_runs_the_live_grid_tallies_the_groups_in_a_few_tiles():
+    """Regression: 1,000 runs drew 1,000 tiles (150 kB) at every tick, and the browser spent as much CPU redrawing
+    them as the requests took."""
+    arrived = [ok(k, "A text" if k % 10 else f"text {k}") for k in range(900)]
+    arrived += [RunResult.failed(900 + k, 10.0, RunError("timeout", "<b>slow</b>", None)) for k in range(5)]
+    grid = live_grid(arrived, 1000)
+    tiles = [tile.split(">", 1)[1] for tile in grid.split('<span class="rl-tile')[1:]]
+    assert len(tiles) == TALLY_GROUPS + 3 and len(grid) < 3000
+    assert 'data-group="A"' in tiles[0] and "A ×810" in tiles[0]
+    assert "B ×1" in tiles[1]  # one run each: the first to arrive comes first
+    assert tiles[-3:] == ["79 more groups · 79 runs</span>", "5 ✕ timeout</span>", "95 waiting …</span></div>"]
+    assert "<b>slow" not in grid
+    assert live_grid(arrived[:50], LIVE_TILES_MAX).count('class="rl-tile') == LIVE_TILES_MAX
 
 
 def test_a_relay_together_drains_its_sources_at_the_same_time():

@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import compare
+from core import compare, fork_causes
 from core.models import RunError, RunRequest, RunResult, Usage
+from ui.groups import LISTED_GROUPS, causes_list, groups_table
 from ui.html import PALETTE
 from ui.results import heatmap_cells
 from ui.verdict import STALE_LABEL, contrast_line, verdict_html
@@ -135,6 +136,20 @@ def test_the_groups_table_previews_each_group_at_its_fork():
     assert not any("red panda" in preview for preview in previews)
     cells = [cell["text"] for cell in markup(at).found if cell["tag"] == "td"]
     assert cells[:3] + cells[4:7] == ["A ×2", "1, 3", "modal", "B ×1", "2", f"word {len(SHARED.split()) + 1}"]
+
+
+def test_the_groups_table_and_the_fork_causes_list_the_fifty_largest_groups_and_count_the_rest():
+    """Regression: 1,000 distinct answers drew a 1,000-row groups table and 999 cause lines, 450 kB for the browser."""
+    results = runs(*[ATE] * 3, *[f"{SHARED}then it counted to {k}." for k in range(117)])
+    comparison = compare(results)
+    table = Elements(groups_table(comparison))
+    assert len(table.having("rl-preview")) == LISTED_GROUPS == 50
+    assert [cell["text"] for cell in table.found if cell["tag"] == "td"][:2] == ["A ×3", "1–3"]
+    assert [e["text"] for e in table.having("rl-more")] == ["68 more groups: the grid of runs gives each run's group."]
+    causes = Elements(causes_list(fork_causes(results, RunRequest(prompt="p", temperature=0.7)), comparison))
+    assert len(causes.having("rl-cause")) == 50
+    assert [e["text"] for e in causes.having("rl-more")] == ["67 more groups: the grid of runs gives each run's group."]
+    assert Elements(groups_table(compare(runs(ATE, SLEPT)))).having("rl-more") == []
 
 
 def test_the_heatmap_puts_each_groups_runs_together():

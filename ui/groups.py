@@ -16,6 +16,7 @@ from ui.html import FORK, badge, card, letter_position, run_card, run_meta
 CONTEXT_WORDS = 4  # words kept in view before a fork, so the reader sees what the fork continues
 MIN_FOLDED_WORDS = 6  # a shorter shared start is shown whole: folding it would save nothing
 PREVIEW_CHARS = 140
+LISTED_GROUPS = 50  # rows of the groups table and lines of fork causes: 1,000 distinct answers made 450 kB of them
 
 
 def lettered_groups(comparison: Comparison) -> list[tuple[str, Group]]:
@@ -103,16 +104,24 @@ def group_cards(results: Sequence[RunResult], comparison: Comparison) -> list[st
             for letter, group in lettered_groups(comparison)]
 
 
+def _more_groups(count: int, tag: str) -> str:
+    """The line that stands for the groups left out of a list, or nothing."""
+    if count <= 0:
+        return ""
+    return f'<{tag} class="rl-more">{count:,} more groups: the grid of runs gives each run\'s group.</{tag}>'
+
+
 def groups_table(comparison: Comparison) -> str:
-    """The groups with their badge, runs, where they part and their text at the fork."""
+    """The groups with their badge, runs, where they part and their text at the fork: the LISTED_GROUPS largest."""
     rows = []
-    for letter, group in lettered_groups(comparison):
+    for letter, group in lettered_groups(comparison)[:LISTED_GROUPS]:
         fork = comparison.fork(group)
         where = "–" if fork is None else "modal" if letter == "A" else f"word {fork.word_index + 1}"
         rows.append(f"<tr><td>{badge(letter, f'{letter} ×{group.count}')}</td><td>{run_numbers(group.run_indices)}"
                     f'</td><td>{where}</td><td class="rl-preview">{escape(fork_preview(group.text, fork))}</td></tr>')
     return ('<div class="rl-scroll"><table class="rl-groups"><thead><tr><th>Group</th><th>Runs</th><th>Parts at</th>'
-            f'<th>At the fork</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+            f'<th>At the fork</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'{_more_groups(len(comparison.groups) - LISTED_GROUPS, "p")}</div>')
 
 
 def runs_in_group_order(comparison: Comparison) -> list[tuple[str, int]]:
@@ -121,11 +130,11 @@ def runs_in_group_order(comparison: Comparison) -> list[tuple[str, int]]:
 
 
 def causes_list(causes: Sequence[ForkCause], comparison: Comparison) -> str:
-    """One line per fork cause: the group's badge, the cause, its evidence."""
+    """One line per fork cause, for the LISTED_GROUPS first: the group's badge, the cause, its evidence."""
     letters = {run: letter for letter, run in runs_in_group_order(comparison)}
     items = "".join(f'<li>{badge(letters[cause.runs[0]])}<span class="rl-cause">{escape(cause.cause)}</span>'
-                    f"<span>{escape(cause.evidence)}</span></li>" for cause in causes)
-    return f'<ul class="rl-causes">{items}</ul>'
+                    f"<span>{escape(cause.evidence)}</span></li>" for cause in causes[:LISTED_GROUPS])
+    return f'<ul class="rl-causes">{items}{_more_groups(len(causes) - LISTED_GROUPS, "li")}</ul>'
 
 
 def open_card(result: RunResult, comparison: Comparison) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -22,6 +23,10 @@ from ui.sweeps import sweep_charts
 
 _WAITING = '<div class="rl-card" style="opacity:.45"><div class="rl-meta"><b>Run {n}</b> waiting…</div></div>'
 LIVE_GRID_ABOVE = 12  # more runs than this arrive as tiles of one compact grid, not as N waiting cards
+# Above this many runs the grid tallies the groups instead: redrawn each tick, 1,000 tiles (150 kB) cost the browser
+# as much CPU as the batch's requests did (measured with bench/app_scale.py).
+LIVE_TILES_MAX = 100
+TALLY_GROUPS = 12  # groups named in the tally; the others are counted in one tile
 _GRID_STYLE = ("<style>.rl-live{display:flex;flex-wrap:wrap;gap:.35rem}.rl-tile{display:inline-flex;gap:.3rem;"
                "align-items:center;min-width:5.6rem;padding:.2rem .45rem;border:1px solid rgba(128,128,128,.4);"
                "border-radius:.4rem;font-size:.85rem}.rl-tile.rl-wait{opacity:.4}.rl-tile.rl-bad{"
@@ -32,18 +37,41 @@ def _progress_text(done: int, total: int) -> str:
     return f"{done} of {total} runs done" if done else f"Sending {total} identical requests…"
 
 
-def _letters_so_far(arrived: Sequence[RunResult]) -> dict[int, str]:
-    """Each successful run's group letter among the runs in so far: A is the most common answer yet."""
+def _groups_so_far(arrived: Sequence[RunResult]) -> list[list[int]]:
+    """The successful runs in so far, grouped by identical text: the most common answer yet first (A)."""
     runs_by_text: dict[str, list[int]] = {}
     for result in sorted(arrived, key=lambda r: r.index):
         if result.ok:
             runs_by_text.setdefault(result.text or "", []).append(result.index)
-    ranked = sorted(runs_by_text.values(), key=lambda runs: (-len(runs), runs[0]))
-    return {index: group_letter(position) for position, runs in enumerate(ranked) for index in runs}
+    return sorted(runs_by_text.values(), key=lambda runs: (-len(runs), runs[0]))
+
+
+def _letters_so_far(arrived: Sequence[RunResult]) -> dict[int, str]:
+    """Each successful run's group letter among the runs in so far: A is the most common answer yet."""
+    return {index: group_letter(position) for position, runs in enumerate(_groups_so_far(arrived)) for index in runs}
+
+
+def live_tally(arrived: Sequence[RunResult], total: int) -> str:
+    """A tile per group so far ("A ×812", the TALLY_GROUPS largest), one for the other groups, one per kind of
+    failure and one for the runs still waiting: the same few tiles at 1,000 runs as at 101."""
+    groups = _groups_so_far(arrived)
+    tiles = [f'<span class="rl-tile">{badge(group_letter(k), f"{group_letter(k)} ×{len(runs)}")}</span>'
+             for k, runs in enumerate(groups[:TALLY_GROUPS])]
+    if len(groups) > TALLY_GROUPS:
+        others = groups[TALLY_GROUPS:]
+        tiles.append(f'<span class="rl-tile">{len(others)} more groups · {sum(map(len, others))} runs</span>')
+    failures = Counter(result.error.kind for result in arrived if not result.ok)
+    tiles += [f'<span class="rl-tile rl-bad">{count} ✕ {escape(kind)}</span>' for kind, count in failures.items()]
+    if total > len(arrived):
+        tiles.append(f'<span class="rl-tile rl-wait">{total - len(arrived)} waiting …</span>')
+    return f'{_GRID_STYLE}<div class="rl-live">{"".join(tiles)}</div>'
 
 
 def live_grid(arrived: Sequence[RunResult], total: int) -> str:
-    """A tile per run: waiting, failed, or its group's badge and latency once it is in."""
+    """A tile per run: waiting, failed, or its group's badge and latency once it is in; above LIVE_TILES_MAX runs,
+    the live_tally of the groups."""
+    if total > LIVE_TILES_MAX:
+        return live_tally(arrived, total)
     letters, by_index = _letters_so_far(arrived), {result.index: result for result in arrived}
     tiles = []
     for index in range(total):
