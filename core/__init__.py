@@ -21,8 +21,8 @@ from core.history import (MAX_IMPORT_BYTES, Experiment, ExperimentRow, HistoryLo
 from core.history.recorder import Recorder, Recording, load_sweep, rerun
 from core.models import BackendInfo, BatchPlan, RunError, RunRequest, RunResult, parse_seed
 from core.policy import FailureLog, Limits, Quota, client_identity
-from core.probe import (LADDER, AdaptedBackend, Capabilities, Probe, ProbePlan, ProbeReport, SkippedRung, latest_report,
-                        load_report, parse_ladder, run_probe, save_probe, strip_rejected)
+from core.probe import (LADDER, LOCAL_LADDER, AdaptedBackend, Capabilities, Probe, ProbePlan, ProbeReport, SkippedRung,
+                        latest_report, load_report, parse_ladder, run_probe, save_probe, strip_rejected)
 from core.runner import Fanout, Relay
 from core.settings import Settings, load_settings, read_access, read_history, read_limits, read_sources
 from core.suite import (Suite, SuitePlan, SuiteRun, load_suite, load_suite_run, parse_suite, record_suite,
@@ -30,9 +30,10 @@ from core.suite import (Suite, SuitePlan, SuiteRun, load_suite, load_suite_run, 
 from core.sweep import Cell, CellSummary, SweepPlan, SweepResult, parse_seeds, parse_temperatures
 
 __all__ = [
-    "LADDER", "AdaptedBackend", "Capabilities", "Probe", "ProbePlan", "ProbeReport", "SkippedRung", "latest_report",
-    "load_report", "parse_ladder", "run_probe", "save_probe", "strip_rejected",
-    "DEMO_MAX_TOKENS", "LOCAL_MODES", "MATRIX_MAX_RUNS", "estimate_seconds", "MAX_IMPORT_BYTES", "Backend", "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics",
+    "LADDER", "LOCAL_LADDER", "AdaptedBackend", "Capabilities", "Probe", "ProbePlan", "ProbeReport", "SkippedRung",
+    "latest_report", "load_report", "parse_ladder", "run_probe", "save_probe", "strip_rejected",
+    "DEMO_MAX_TOKENS", "LOCAL_MODES", "MATRIX_MAX_RUNS", "estimate_seconds", "MAX_IMPORT_BYTES", "Backend",
+    "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics",
     "Cell", "CellSummary", "Comparison", "ConfigurationError", "Divergence", "Drift", "Experiment", "ExperimentRow",
     "FailureLog", "Fanout", "ForkCause", "ForkSide", "Group", "HistoryLocation", "InvalidImport", "InvalidRequest",
     "Limits", "LocalBackend", "Provider", "Quota", "Recorder", "Recording", "Relay", "ReproError", "RunError",

@@ -3,7 +3,7 @@ cache or the load on the server changes a seeded answer; the report card is kept
 
 import streamlit as st
 
-from core import LADDER, InvalidRequest, ProbePlan, StorageError, latest_report, run_probe, save_probe
+from core import LADDER, LOCAL_LADDER, InvalidRequest, ProbePlan, StorageError, latest_report, run_probe, save_probe
 from ui.html import md
 from ui.probe import show_report, skipped_lines
 from ui.results import nothing_sent, saved_caption
@@ -15,18 +15,21 @@ visit = session()
 st.title("Probe")
 st.caption("One click to test a black-box endpoint: the parameters it rejects, whether the seed is honoured, whether "
            "a warm prompt cache changes the first answer, and whether the load on the server changes a seeded answer.")
+# The embedded engine runs each rung in one batch on this machine, twice: a shorter ladder by default.
+embedded = visit.backend is not None and visit.backend.info.provider == "local"
 settings = st.columns(3)
 most_runs = max(2, min(20, visit.limits.max_runs))
 runs = settings[0].number_input("Copies of the seeded request per load", 2, most_runs, min(8, most_runs),
                                 key="probe_runs")
-ladder = settings[1].multiselect("Background requests in flight (K)", LOADS, default=list(LADDER), key="probe_ladder")
+ladder = settings[1].multiselect("Background requests in flight (K)", LOADS,
+                                default=list(LOCAL_LADDER if embedded else LADDER), key="probe_ladder")
 max_tokens = settings[2].number_input("Longest answer (tokens)", 1, visit.limits.max_tokens,
                                       min(16, visit.limits.max_tokens), key="probe_max_tokens")
 
 plan = skipped = None
 try:
-    plan, skipped = ProbePlan(int(runs), tuple(ladder), int(max_tokens)).bounded(visit.limits.global_concurrency,
-                                                                                 visit.quota.remaining())
+    wanted = ProbePlan(int(runs), tuple(ladder), int(max_tokens), in_batch=embedded)
+    plan, skipped = wanted.bounded(visit.limits.global_concurrency, visit.quota.remaining())
 except InvalidRequest as exc:
     st.error(f"Nothing can be sent yet: {md(exc)}")
 if plan:

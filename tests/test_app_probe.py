@@ -13,7 +13,8 @@ import ui.session
 from core import make_backend
 from core.history import HistoryLocation, open_store
 from core.models import BackendInfo, RunError
-from core.probe import ColdWarmFinding, LoadRung, ProbePlan, ProbeReport, SeedFinding, run_probe, save_probe
+from core.probe import (LOCAL_LADDER, ColdWarmFinding, LoadRung, ProbePlan, ProbeReport, SeedFinding, run_probe,
+                        save_probe)
 from core.probe.findings import load_finding
 from core.shared import close_pools
 from core.shared.pool import open_database
@@ -76,12 +77,51 @@ def test_a_probe_shows_its_report_card_and_is_saved(scripted, tmp_path):
     assert any(c.startswith("Last probe of this endpoint: compatible scripted-model") for c in captions(at))
 
 
+def _report(load, load_control=None) -> ProbeReport:
+    return ProbeReport(BackendInfo("compatible", "m"), (), SeedFinding("honoured", ""),
+                       ColdWarmFinding("no difference", ""), load, load_control=load_control)
+
+
 def test_the_load_chart_rows_are_unique_outputs_per_load():
-    load = load_finding([LoadRung(0, 4, 4, 1, False), LoadRung(16, 4, 4, 3, True)])
-    report = ProbeReport(BackendInfo("compatible", "m"), (), SeedFinding("honoured", ""),
-                         ColdWarmFinding("no difference", ""), load)
-    assert load_chart_rows(report) == [{"K": 0, "unique outputs": 1, "successful": 4, "vs K=0": "same"},
-                                       {"K": 16, "unique outputs": 3, "successful": 4, "vs K=0": "changed"}]
+    report = _report(load_finding([LoadRung(0, 4, 4, 1, False), LoadRung(16, 4, 4, 3, True)]))
+    assert load_chart_rows(report) == [
+        {"variant": "endpoint", "K": 0, "unique outputs": 1, "successful": 4, "vs reference": "same"},
+        {"variant": "endpoint", "K": 16, "unique outputs": 3, "successful": 4, "vs reference": "changed"}]
+
+
+def test_the_load_chart_has_a_line_per_variant_of_the_embedded_engine():
+    isolated = load_finding([LoadRung(0, 2, 2, 1, False), LoadRung(4, 2, 2, 1, False)], variant="isolated cells",
+                            against_alone=True)
+    shared = load_finding([LoadRung(0, 2, 2, 2, True), LoadRung(4, 2, 2, 2, True)], variant="shared cells",
+                          against_alone=True)
+    rows = load_chart_rows(_report(isolated, shared))
+    assert [(r["variant"], r["K"], r["unique outputs"], r["vs reference"]) for r in rows] == [
+        ("isolated cells", 0, 1, "same"), ("isolated cells", 4, 1, "same"),
+        ("shared cells", 0, 2, "changed"), ("shared cells", 4, 2, "changed")]
+
+
+def test_on_the_embedded_engine_the_ladder_is_the_local_one_and_the_cost_counts_both_variants():
+    at = probe_page()  # no provider configured: the embedded engine
+    assert at.multiselect(key="probe_ladder").value == list(LOCAL_LADDER)
+    assert ("This probe: 116 requests (23 for parameters, seed and cold vs warm; 1 of R alone, then load ladder "
+            "K=0,2,4,8: 8 + 10 + 12 + 16 for each of isolated cells and shared cells)") in " ".join(captions(at))
+    at.number_input(key="probe_runs").set_value(2)
+    at.multiselect(key="probe_ladder").set_value([0])
+    at.number_input(key="probe_max_tokens").set_value(1)
+    at.checkbox(key="probe_confirm").check().run()
+    before = _requests_left(at)
+    at.button(key="run_probe").click().run()
+    assert not at.exception
+    shown = [plain(m.value) for m in at.main.markdown]
+    assert any(line.startswith("**isolated cells: ") for line in shown)
+    assert any(line.startswith("**shared cells: ") for line in shown)
+    at.run()
+    assert before - _requests_left(at) == 23 + 1 + 2 * 2  # R alone, then K=0 once per variant
+
+
+def _requests_left(at: AppTest) -> int:
+    [line] = [c for c in captions(at) if c.startswith("This probe: ")]
+    return int(line.rsplit(" · ", 1)[1].split(" of ")[0])
 
 
 # What a saved probe changes on the other pages

@@ -31,5 +31,15 @@ def test_without_yes_or_a_terminal_nothing_is_sent(fake_server, azure_env, tmp_p
     assert fake_server.received == []
 
 
+def test_on_the_embedded_engine_the_default_ladder_is_the_local_one_and_both_variants_are_printed(tmp_path):
+    done = cli("probe", "--backend", "local", "--runs", "2", "--max-tokens", "2", "--yes", env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ("68 requests (23 for parameters, seed and cold vs warm; 1 of R alone, then load ladder K=0,2,4,8: "
+            "2 + 4 + 6 + 10 for each of isolated cells and shared cells)") in done.stderr
+    rungs = [tuple(line.split()[:3]) for line in done.stdout.splitlines()
+             if line.startswith(("isolated cells ", "shared cells "))]
+    assert rungs == [(variant, "cells", k) for variant in ("isolated", "shared") for k in ("0", "2", "4", "8")]
+
+
 def refuse(name: str):
     raise AssertionError(f"--json wrote {name}, which strict JSON does not allow")

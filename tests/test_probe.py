@@ -12,8 +12,8 @@ from core.backends.local import LocalBackend
 from core.errors import InvalidRequest
 from core.history import HistoryLocation, open_store
 from core.models import BackendInfo, Completion, RunError, RunRequest, RunResult
-from core.probe import (AdaptedBackend, Capabilities, ParameterFinding, ProbePlan, latest_report, load_report,
-                        parse_ladder, run_probe, save_probe, strip_rejected)
+from core.probe import (LOCAL_LADDER, AdaptedBackend, Capabilities, ParameterFinding, ProbePlan, latest_report,
+                        load_report, parse_ladder, run_probe, save_probe, strip_rejected)
 from core.probe.findings import LoadRung, Sample, load_finding, parameter_finding, seed_finding
 from tests.scripted import ScriptedBackend
 
@@ -201,3 +201,39 @@ def test_the_plan_is_bounded_by_the_cap_and_the_quota():
     assert parse_ladder("16, 4") == (0, 4, 16)
     with pytest.raises(InvalidRequest, match="ladder"):
         parse_ladder("4,x")
+
+
+def test_on_the_embedded_engine_the_load_costs_once_per_variant_and_one_run_of_r_alone():
+    plan = ProbePlan(runs=8, ladder=LOCAL_LADDER, in_batch=True)
+    assert plan.total_requests == 6 + 5 + 4 * 3 + 1 + 2 * (8 + 10 + 12 + 16)
+    assert plan.describe() == ("116 requests (23 for parameters, seed and cold vs warm; 1 of R alone, then load ladder "
+                               "K=0,2,4,8: 8 + 10 + 12 + 16 for each of isolated cells and shared cells), at most 16 "
+                               "in flight, answers of at most 16 tokens")
+    # The quota counts both passes: 23 + 1 + 2 * (8 + 10) leaves no room for K=4.
+    bounded, skipped = plan.bounded(cap=64, quota=60)
+    assert bounded.ladder == (0, 2) and bounded.total_requests == 60
+    assert [(s.background, s.reason) for s in skipped] == [(4, "over the 60 requests left in the quota"),
+                                                          (8, "over the 60 requests left in the quota")]
+    with pytest.raises(InvalidRequest, match="needs at least 40 requests; 39 are left"):
+        plan.bounded(cap=64, quota=39)
+
+
+class CountingEngine(LocalBackend):
+    """The embedded engine, counting every request it answers, one by one or inside a batch."""
+
+    sent = 0
+
+    async def complete(self, request):
+        self.sent += 1
+        return await super().complete(request)
+
+    def decode_together(self, requests, shared_cells):
+        self.sent += len(requests)
+        return super().decode_together(requests, shared_cells)
+
+
+def test_the_plan_counts_what_the_embedded_engine_is_really_sent():
+    engine = CountingEngine(mode="deterministic")
+    plan = ProbePlan(**{**SMALL, "runs": 2, "ladder": (0, 2), "max_tokens": 2, "fresh_prompts": 1}, in_batch=True)
+    asyncio.run(run_probe(engine, plan))
+    assert engine.sent == plan.total_requests == 6 + 5 + 3 + 1 + 2 * (2 + 4)

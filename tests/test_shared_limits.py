@@ -11,7 +11,9 @@ import multiprocessing
 import os
 import signal
 import threading
+import sys
 import time
+import types
 from collections.abc import Iterator
 
 import psycopg
@@ -244,6 +246,14 @@ def _hammer(url: str, cap: int, tasks: int, rounds: int, in_flight, peak, lock) 
     slots.close()
 
 
+@pytest.fixture
+def spawnable(monkeypatch) -> None:
+    """A plain __main__ for spawned children to re-import: after an AppTest, sys.modules["__main__"] may be the last
+    script Streamlit ran (app.py), which a spawned child would run again."""
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+
+
+@pytest.mark.usefixtures("spawnable")
 def test_two_processes_never_exceed_the_shared_cap(url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     lock, in_flight, peak = spawn.Lock(), spawn.Value("i", 0, lock=False), spawn.Value("i", 0, lock=False)
@@ -352,6 +362,7 @@ def _until(condition, within_s: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.usefixtures("spawnable")
 def test_a_replica_killed_mid_batch_frees_its_slots_within_the_lease(replicas, url: str, fake_server,
                                                                    azure_env) -> None:
     cap, lease_s = 4, 1.0

@@ -15,7 +15,8 @@ from core.cli.options import (backend_from, backend_options, fanout_from, json_o
 from core.cli.output import EXIT_ALL_FAILED, EXIT_DIFFERENT, EXIT_OK, cell, console, note, print_json, say, table
 from core.errors import InvalidRequest, StorageError
 from core.models import MAX_TOKENS_LIMIT, BackendInfo
-from core.probe import LADDER, Probe, ProbePlan, ProbeReport, SkippedRung, parse_ladder, run_probe, save_probe
+from core.probe import (LADDER, LOCAL_LADDER, Probe, ProbePlan, ProbeReport, SkippedRung, parse_ladder, run_probe,
+                        save_probe)
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -23,8 +24,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                               "whether a warm cache or load changes its answers",
                                 parents=[backend_options(runs=8, runs_help="copies of the seeded request per load"),
                                          json_option(), save_option()])
-    probe.add_argument("--ladder", default=",".join(map(str, LADDER)),
-                       help="background requests in flight, comma-separated (default %(default)s)")
+    probe.add_argument("--ladder", help=f"background requests in flight, comma-separated (default "
+                                        f"{_comma_separated(LADDER)}; {_comma_separated(LOCAL_LADDER)} for the "
+                                        "embedded engine, which runs it twice)")
     probe.add_argument("--max-tokens", type=whole_number(1, MAX_TOKENS_LIMIT), default=16,
                        help="the longest answer of each request (default %(default)s)")
     probe.add_argument("--markdown", action="store_true", help="print the report card as a Markdown table")
@@ -36,9 +38,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 def command_probe(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     cap = min(args.concurrency or settings.limits.global_concurrency, settings.limits.global_concurrency)
-    wanted = ProbePlan(runs=args.runs, ladder=parse_ladder(args.ladder), max_tokens=args.max_tokens)
-    plan, skipped = wanted.bounded(cap, quota=wanted.total_requests)
     backend = backend_from(settings)
+    embedded = backend.info.provider == "local"
+    ladder = parse_ladder(args.ladder) if args.ladder else LOCAL_LADDER if embedded else LADDER
+    wanted = ProbePlan(runs=args.runs, ladder=ladder, max_tokens=args.max_tokens, in_batch=embedded)
+    plan, skipped = wanted.bounded(cap, quota=wanted.total_requests)
     store = store_from(args, settings)
     _confirm(cost_line(backend.info, plan, skipped), args.yes)
     with fanout_from(settings) as fanout:
@@ -58,6 +62,10 @@ def command_probe(args: argparse.Namespace) -> int:
     if not any(run.ok for step in probe.steps for run in step.runs):
         return EXIT_ALL_FAILED
     return EXIT_DIFFERENT if report.problems() else EXIT_OK
+
+
+def _comma_separated(ladder: tuple[int, ...]) -> str:
+    return ",".join(map(str, ladder))
 
 
 def cost_line(info: BackendInfo, plan: ProbePlan, skipped: tuple[SkippedRung, ...]) -> str:
@@ -91,9 +99,11 @@ def print_report(report: ProbeReport) -> None:
     for row in report.rows():
         card.add_row(*map(cell, row[:2]), row[2])
     console().print(card)
-    rungs = table(*(Column(h, justify="right") for h in ("K", "runs", "ok", "unique")), "vs K=0")
-    for r in report.load.rungs:
-        rungs.add_row(*map(cell, (str(r.background), str(r.runs), str(r.successful), str(r.unique),
-                                  "changed" if r.changed else "-")))
+    # "vs reference": R at K=0 for a server, R decoded alone for the embedded engine.
+    rungs = table("variant", *(Column(h, justify="right") for h in ("K", "runs", "ok", "unique")), "vs reference")
+    for load in report.loads:
+        for r in load.rungs:
+            rungs.add_row(*map(cell, (load.variant or "-", str(r.background), str(r.runs), str(r.successful),
+                                      str(r.unique), "changed" if r.changed else "-")))
     console().print(rungs)
     say(report.summary())

@@ -13,6 +13,8 @@ from core.probe.findings import SHORT_TOKENS, SkippedRung
 LADDER = (0, 4, 16, 64)
 LOCAL_LADDER = (0, 2, 4, 8)  # the embedded engine's: its whole rung is one batch on a couple of cores, run twice
 MAX_BACKGROUND = 1000
+# The embedded engine's ladder runs once per variant, R in its own cells then sharing prompt cells (run.VARIANTS).
+BATCH_VARIANTS = ("isolated cells", "shared cells")
 SEED_A, SEED_B = 1234, 98765
 LOAD_PROMPT = "In one sentence, what makes a good cup of tea?"
 FRESH_PROMPT = "Write one sentence about the sea."
@@ -56,7 +58,8 @@ def _ladder(loads: set[int] | tuple[int, ...]) -> tuple[int, ...]:
 class ProbePlan:
     """`runs` copies of R per rung of `ladder` (background requests in flight), `fresh_prompts` each sent cold and
     then `warm_repeats` times warm, answers of `max_tokens` at most. `nonce` makes the fresh prompts new to the
-    server (random unless given, so that a test can pick them)."""
+    server (random unless given, so that a test can pick them). `in_batch`: the embedded engine, whose ladder runs
+    inside one batch once per variant of BATCH_VARIANTS, after one run of R alone to compare each rung with."""
 
     runs: int = 8
     ladder: tuple[int, ...] = LADDER
@@ -64,6 +67,7 @@ class ProbePlan:
     fresh_prompts: int = 4
     warm_repeats: int = 2
     nonce: int = field(default_factory=lambda: random.randrange(10**9))
+    in_batch: bool = False
 
     def __post_init__(self) -> None:
         if not is_integer(self.runs) or not 2 <= self.runs <= MAX_RUNS:
@@ -109,11 +113,25 @@ class ProbePlan:
         return len(PARAMETER_CHANGES) + 1 + len(SEED_RUNS) + self.fresh_prompts * (1 + self.warm_repeats)
 
     def rung_requests(self, background: int) -> int:
+        """The requests of one rung in one pass, all in flight (or in one batch) at once."""
         return self.runs + background
 
     @property
+    def load_passes(self) -> int:
+        return len(BATCH_VARIANTS) if self.in_batch else 1
+
+    @property
+    def alone_requests(self) -> int:
+        """R decoded alone once, the reference of every rung in a batch."""
+        return 1 if self.in_batch else 0
+
+    def rung_cost(self, background: int) -> int:
+        """What one rung really sends: its requests once per pass."""
+        return self.load_passes * self.rung_requests(background)
+
+    @property
     def total_requests(self) -> int:
-        return self.fixed_requests + sum(map(self.rung_requests, self.ladder))
+        return self.fixed_requests + self.alone_requests + sum(map(self.rung_cost, self.ladder))
 
     @property
     def most_in_flight(self) -> int:
@@ -122,25 +140,28 @@ class ProbePlan:
     def describe(self) -> str:
         """What it costs, in a line: requests per part, the most in flight at once, the longest answer."""
         rungs = " + ".join(str(self.rung_requests(k)) for k in self.ladder)
-        return (f"{self.total_requests} requests ({self.fixed_requests} for parameters, seed and cold vs warm; load "
-                f"ladder K={','.join(map(str, self.ladder))}: {rungs}), at most {self.most_in_flight} in flight, "
-                f"answers of at most {self.max_tokens} tokens")
+        ladder = f"load ladder K={','.join(map(str, self.ladder))}: {rungs}"
+        if self.in_batch:
+            ladder = f"1 of R alone, then {ladder} for each of {' and '.join(BATCH_VARIANTS)}"
+        return (f"{self.total_requests} requests ({self.fixed_requests} for parameters, seed and cold vs warm; "
+                f"{ladder}), at most {self.most_in_flight} in flight, answers of at most {self.max_tokens} tokens")
 
     def bounded(self, cap: int, quota: int) -> tuple[ProbePlan, tuple[SkippedRung, ...]]:
         """This plan without the rungs that would put more than `cap` requests in flight at once, or take the whole
         cost over `quota` requests; each rung left out with the reason."""
         if self.rung_requests(0) > cap:
             raise InvalidRequest(f"runs {self.runs} is over the cap of {cap} requests in flight; lower runs.")
-        if self.fixed_requests + self.rung_requests(0) > quota:
-            raise InvalidRequest(f"The probe needs at least {self.fixed_requests + self.rung_requests(0)} requests; "
-                                 f"{quota} are left in the quota. Lower runs or wait.")
-        kept, skipped, cost = [], [], self.fixed_requests
+        least = self.fixed_requests + self.alone_requests + self.rung_cost(0)
+        if least > quota:
+            raise InvalidRequest(f"The probe needs at least {least} requests; {quota} are left in the quota. "
+                                 "Lower runs or wait.")
+        kept, skipped, cost = [], [], least - self.rung_cost(0)
         for k in self.ladder:
             if self.rung_requests(k) > cap:
                 skipped.append(SkippedRung(k, f"{self.rung_requests(k)} in flight is over the cap of {cap}"))
-            elif cost + self.rung_requests(k) > quota:
+            elif cost + self.rung_cost(k) > quota:
                 skipped.append(SkippedRung(k, f"over the {quota} requests left in the quota"))
             else:
                 kept.append(k)
-                cost += self.rung_requests(k)
+                cost += self.rung_cost(k)
         return replace(self, ladder=tuple(kept)), tuple(skipped)

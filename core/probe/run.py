@@ -15,7 +15,7 @@ from core.probe.capabilities import AdaptedBackend, Capabilities, strip_rejected
 from core.probe.findings import (ACCEPTED, IGNORED, SEED_IGNORED, UNTESTED, ColdWarmFinding, LoadFinding,
                                  ParameterFinding, ProbeReport, SeedFinding, SkippedRung, cold_warm_finding, failure,
                                  load_finding, load_rung, parameter_finding, sample, seed_finding, text_of)
-from core.probe.plan import ProbePlan
+from core.probe.plan import BATCH_VARIANTS, ProbePlan
 from core.runner import Holder, iter_requests
 
 @runtime_checkable
@@ -28,7 +28,7 @@ class DecodesTogether(Protocol):
     def decode_together(self, requests: list[RunRequest], shared_cells: bool) -> list[RunResult]: ...
 
 
-VARIANTS = (("isolated cells", False), ("shared cells", True))
+VARIANTS = tuple(zip(BATCH_VARIANTS, (False, True)))  # (name, shared prompt cells)
 
 Send = Callable[[Backend, Sequence[RunRequest], int], Awaitable[list[RunResult]]]
 
