@@ -10,11 +10,15 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
+import subprocess
 import sys
+import threading
 import time
 import types
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -427,6 +431,38 @@ def test_python_m_core_health_exits_0_when_ready_and_2_when_not(url: str, tmp_pa
                cwd=tmp_path)
     assert gone.returncode == 2
     assert "FAILED history:" in gone.stdout and PASSWORD not in gone.stdout + gone.stderr
+
+
+def _ready_status(port: int) -> tuple[int, dict]:
+    """GET /ready once the health server listens: its status and JSON body."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("database_ok", [True, False])
+def test_the_health_server_answers_the_proxy_200_when_ready_and_503_when_not(url: str, tmp_path, database_ok):
+    port = pgserver._free_port()
+    database = url if database_ok else _with_password(url) + "_missing"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "OPENAI", "DATABASE_URL"))}
+    server = subprocess.Popen([sys.executable, "-m", "core", "health", "--serve", f"127.0.0.1:{port}"], cwd=tmp_path,
+                              env={**clean, "DATABASE_URL": database, "REPRO_BACKEND": "local",
+                                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        status, body = _ready_status(port)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert (status, body["ready"]) == ((200, True) if database_ok else (503, False))
+    assert PASSWORD not in json.dumps(body)
 
 
 KEY = "sk-test-KEY-0123456789"
