@@ -217,8 +217,16 @@ def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PE
     and starts another, which finds the job and goes on showing it, so a second click sends nothing. A run stopped
     because the visitor left cancels the job."""
     job = st.session_state[JOB]
+    with _following(job):
+        return _show_batches(job, places or [None] * len(job.batches), per_row, saving)
+
+
+@contextlib.contextmanager
+def _following(job: _Job) -> Iterator[None]:
+    """Forget the job once this script run has followed it to its end or failed; a run Streamlit stopped forgets
+    (cancels) it only if the visitor left — after a click, the next run goes on following it."""
     try:
-        shown = _show_batches(job, places or [None] * len(job.batches), per_row, saving)
+        yield
     except StopException:
         if not _visitor_still_here():
             _forget(job)
@@ -229,7 +237,20 @@ def follow_job(key: str, places: Sequence | None = None, per_row: int = CARDS_PE
         _forget(job)
         raise
     _forget(job)
-    return shown
+
+
+def follow_pairs(draw: Callable[[list], None]) -> tuple[list, Recording]:
+    """Follow the running one-batch job (a sweep's or a suite's pairs) like follow_job, calling `draw(arrived)` at
+    every tick; then forget the job and return all that arrived and its recording (history id, save error)."""
+    job = st.session_state[JOB]
+    arrived, done = [], False
+    with _following(job):
+        while not done:
+            draw(arrived)
+            arrived, done = job.relay.wait(0, len(arrived), TICK_S)
+    if job.relay.error:
+        raise job.relay.error
+    return arrived, job.relay.opened[0]
 
 
 def _show_batches(job: _Job, places: Sequence, per_row: int,
@@ -295,34 +316,22 @@ def live_cells(key: str, base: RunRequest, plan: SweepPlan) -> tuple[SweepResult
     """Follow the sweep started under `key` (one batch of (cell, result) pairs) like follow_job follows a batch:
     a progress bar, and the charts drawn again in place as runs arrive; then forget the job and return the sweep and
     its recording (history id, save error)."""
-    job = st.session_state[JOB]
     total = plan.total_requests
     progress, charts = st.progress(0.0), st.empty()
-    arrived, done, drawn = [], False, -1  # -1: the empty charts are drawn at once, before any run is in
-    try:
-        while not done:
-            if len(arrived) > drawn:
-                drawn = len(arrived)
-                with charts.container():
-                    sweep_charts(SweepResult.collect(base, plan, arrived).summaries())
-            text = f"{drawn} of {total} requests done" if drawn else f"Sending {total} requests…"
-            progress.progress(drawn / total, text=text)  # also the tick
-            arrived, done = job.relay.wait(0, drawn, TICK_S)
-    except StopException:
-        if not _visitor_still_here():
-            _forget(job)
-        raise
-    except RerunException:
-        raise
-    except BaseException:
-        _forget(job)
-        raise
-    _forget(job)
+    charted = [-1]  # runs in the charts drawn last; -1: the empty charts are drawn at once, before any run is in
+
+    def draw(arrived: list) -> None:
+        if len(arrived) > charted[0]:
+            charted[0] = len(arrived)
+            with charts.container():
+                sweep_charts(SweepResult.collect(base, plan, arrived).summaries())
+        text = f"{len(arrived)} of {total} requests done" if arrived else f"Sending {total} requests…"
+        progress.progress(len(arrived) / total, text=text)  # also the tick
+
+    arrived, recording = follow_pairs(draw)
     progress.empty()
     charts.empty()
-    if job.relay.error:
-        raise job.relay.error
-    return SweepResult.collect(base, plan, arrived), job.relay.opened[0]
+    return SweepResult.collect(base, plan, arrived), recording
 
 
 @dataclass(frozen=True)

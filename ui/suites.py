@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
 
 from core import InvalidRequest, Recording, RunResult, Suite, SuitePlan, SuiteRun, load_suite, parse_suite
 from core.analysis.scores import AccuracySpread, PromptScore, SuiteSummary  # not in core's public API
@@ -20,7 +19,7 @@ from core.analysis.statistics import Proportion  # not in core's public API
 from ui.controls import Params
 from ui.controls import made_by as parameters_line
 from ui.html import md
-from ui.live import JOB, TICK_S, LiveBatch, _forget, _visitor_still_here, start_job  # privates: see follow_pairs
+from ui.live import LiveBatch, follow_pairs, start_job
 from ui.results import show_results
 from ui.session import Session
 from ui.verdict import stale_container
@@ -116,31 +115,6 @@ def follow_suite() -> tuple[SuiteRun, Recording]:
     bar.empty()
     table.empty()
     return SuiteRun.collect(suite, plan, backend, pairs), recording
-
-
-def follow_pairs(draw: Callable[[list], None]) -> tuple[list, Recording]:
-    """Follow the running one-batch job as follow_job follows its batches, calling `draw(arrived)` at
-    every tick (which is also where a stopped script run ends); then forget the job and return all that arrived and
-    its recording (history id, save error). Generic: it belongs in ui.live, beside follow_job."""
-    job = st.session_state[JOB]
-    arrived, done = [], False
-    try:
-        while not done:
-            draw(arrived)
-            arrived, done = job.relay.wait(0, len(arrived), TICK_S)
-    except StopException:
-        if not _visitor_still_here():
-            _forget(job)
-        raise
-    except RerunException:
-        raise
-    except BaseException:
-        _forget(job)
-        raise
-    _forget(job)
-    if job.relay.error:
-        raise job.relay.error
-    return arrived, job.relay.opened[0]
 
 
 def show_progress(suite: Suite, plan: SuitePlan, pairs: Sequence[tuple[int, RunResult]], bar, table) -> None:
