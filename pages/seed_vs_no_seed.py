@@ -14,7 +14,8 @@ from ui.present import presenting
 from ui.prompts import fold_prompt, folding_prompt_box
 from ui.results import nothing_sent, run_cards, stale_container, verdict_block
 from ui.resume import show_interrupted
-from ui.session import Session, local_backend, local_estimate, session
+from ui.resources import local_backend, local_estimate
+from ui.session import Session, session
 from ui.verdict import contrast_line
 
 PAGE = "seed"

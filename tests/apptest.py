@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.session
+import ui.resources
 from tests.scripted import ScriptedBackend
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -27,11 +27,11 @@ def app_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
-    ui.session._cached_backend.clear()
-    ui.session._cached_store.clear()
+    ui.resources._cached_backend.clear()
+    ui.resources._cached_store.clear()
     yield
-    ui.session._cached_backend.clear()
-    ui.session._cached_store.clear()
+    ui.resources._cached_backend.clear()
+    ui.resources._cached_store.clear()
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def scripted(monkeypatch):
         holder["backend"] = ScriptedBackend(answer, fingerprints, stagger_s)
         return holder["backend"]
 
-    monkeypatch.setattr(ui.session, "make_backend", lambda settings: holder["backend"])
+    monkeypatch.setattr(ui.resources, "make_backend", lambda settings: holder["backend"])
     return use
 
 

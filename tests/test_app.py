@@ -15,7 +15,7 @@ from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 from streamlit.testing.v1 import AppTest
 
 import ui.live
-import ui.session
+import ui.resources
 from core.backends import registry
 from core.models import RunError
 from tests.apptest import APP, app, captions, experiment, html, is_stale, made_by_lines, numbers, plain, verdicts
@@ -271,7 +271,7 @@ class SlowScripted(ScriptedBackend):
 def test_seed_page_sends_both_scenarios_at_the_same_time(monkeypatch):
     """Regression: the unseeded batch was sent, and had ended, before the seeded one started."""
     backend = SlowScripted()
-    monkeypatch.setattr(ui.session, "make_backend", lambda settings: backend)
+    monkeypatch.setattr(ui.resources, "make_backend", lambda settings: backend)
     at = app("pages/seed_vs_no_seed.py")
     at.button(key="run_both").click().run()
     assert not at.exception

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.session
+import ui.resources
 from core import make_backend
 from core.history import HistoryLocation, open_store
 from core.models import BackendInfo, RunError
@@ -183,8 +183,8 @@ def test_a_sweep_sends_every_temperature_as_the_endpoint_accepts_and_notes_it_on
 
 def test_a_probe_of_another_endpoint_changes_nothing_here(probed_reasoning_server, monkeypatch):
     other = ScriptedBackend(texts("An answer."))
-    monkeypatch.setattr(ui.session, "make_backend", lambda settings: other)
-    ui.session._cached_backend.clear()
+    monkeypatch.setattr(ui.resources, "make_backend", lambda settings: other)
+    ui.resources._cached_backend.clear()
     at = app(EXPERIMENT)
     assert not at.slider(key="temperature").disabled and not at.toggle(key="logprobs").disabled
     at.slider(key="temperature").set_value(0.5)
@@ -200,7 +200,7 @@ def test_a_quota_that_cannot_be_counted_is_said_not_raised(scripted, postgres_ur
     url = pgserver.new_database(postgres_url)
     monkeypatch.setenv("DATABASE_URL", url)
     database = open_database(url, timeout_s=1)  # waits a second for the lost database, not ten
-    monkeypatch.setattr(ui.session, "shared_database", lambda _: database)
+    monkeypatch.setattr(ui.resources, "shared_database", lambda _: database)
     at = app("pages/sweep.py")
     server, name = url.rsplit("/", 1)
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:

@@ -3,26 +3,24 @@ that chooses them; a Session admits, runs and sweeps, never sending what the end
 
 from __future__ import annotations
 
-import hashlib
-import json
 import operator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import (LOCAL_MODES, AdaptedBackend, Backend, BatchPlan, Capabilities, Cell, Fanout, HistoryLocation,
-                  InvalidRequest, Limits, LocalBackend, Recorder, Recording, ReproError, RunRequest, RunResult,
-                  Settings, Store, Suite, SuitePlan, SweepPlan, latest_report, load_settings, make_backend, open_store,
-                  provider, read_access, read_history, read_limits, read_sources, record_suite, stream_suite)
-from core.backends.local import estimate_seconds  # not in core's public API yet
-from core.policy import QuotaLedger, Quotas  # not in core's public API yet
-from core.shared import Experiment, SharedQuota, SharedSlots, prompts_opted_in, shared_database
+from core import (LOCAL_MODES, AdaptedBackend, Backend, BatchPlan, Capabilities, Cell, Fanout, InvalidRequest, Limits,
+                  Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, Suite, SuitePlan, SweepPlan,
+                  latest_report, load_settings, provider, read_access, read_history, read_limits, read_sources,
+                  record_suite, stream_suite)
+from core.policy import QuotaLedger  # not in core's public API yet
+from core.shared import Experiment, prompts_opted_in
 from ui.controls import Controls, Params, no_parameters, requests_in_flight
 from ui.gate import require_access
 from ui.html import STYLE, md
 from ui.present import presentation_toggle
+from ui.resources import app_secrets, backend_for, fanout_for, quota_for, store_for
 
 NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this session
 _RESULT = operator.itemgetter(1)  # a sweep's and a suite's items are (cell or prompt, result) pairs
@@ -95,98 +93,6 @@ class Session:
             return f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour"
         except InvalidRequest:  # the shared quota's database failed: a run now would be refused, and say why
             return "the requests left this hour cannot be counted right now"
-
-
-def _secrets() -> dict:
-    try:
-        return st.secrets.to_dict()
-    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
-        return {}
-
-
-@st.cache_resource(show_spinner="Preparing the backend (the embedded model loads once)…")
-def _cached_backend(key: str, _settings: Settings) -> Backend:
-    """One backend per distinct configuration per process: the local model loads once, SDK clients keep
-    their connections. `key` is a hash of the settings, so no secret is kept as a cache key."""
-    backend = make_backend(_settings)
-    if isinstance(backend, LocalBackend):
-        backend.load()  # now, so that the first run's latency is the model's, not the loading's
-    return backend
-
-
-def local_backend(mode: str) -> LocalBackend:
-    """The embedded model in `mode`, loaded once per process like every other backend."""
-    return _backend_for(load_settings(secrets=_secrets()).with_overrides(backend="local", local_mode=mode))
-
-
-def local_estimate(backend: Backend | None, request: RunRequest, runs: int) -> float | None:
-    """Seconds the embedded model needs for `runs` runs of `request` (timed once per batch size, with a spinner);
-    None for any other backend."""
-    if not isinstance(backend, LocalBackend):
-        return None
-    with st.spinner("Timing the embedded model…", show_time=True):
-        return estimate_seconds(backend, request, runs)
-
-
-def _backend_for(settings: Settings) -> Backend:
-    key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()
-    return _cached_backend(key, settings)
-
-
-@st.cache_resource(show_spinner=False)
-def _cached_store(_location: HistoryLocation, masked: str) -> Store:
-    """One store per location per process (it opens a connection per call, so sessions may share it); keyed by
-    the masked location, so no password is kept as a cache key."""
-    return open_store(_location)
-
-
-def _store(source: dict) -> tuple[Store | None, str | None]:
-    location = read_history(source)
-    try:
-        return _cached_store(location, repr((location.masked_url, location.sqlite_path))), None
-    except (ReproError, OSError) as exc:
-        return None, f"The history is unavailable, so runs are not saved: {exc}"
-
-
-@st.cache_resource(show_spinner=False)
-def _fanout(process_limit: int) -> Fanout:
-    """One fan-out per process and limit: every session's batches share its event loop and its cap on requests in
-    flight (REPRO_GLOBAL_CONCURRENCY)."""
-    return Fanout(process_limit)
-
-
-@st.cache_resource(show_spinner=False)
-def _shared_fanout(process_limit: int, _location: HistoryLocation, masked: str) -> Fanout:
-    """One fan-out per process, limit and database: its cap is also the slots every replica shares; keyed by the
-    masked URL, so no password is kept as a cache key."""
-    return Fanout(process_limit, slots=SharedSlots(shared_database(_location.database_url), process_limit))
-
-
-def _fanout_for(limit: int, location: HistoryLocation) -> Fanout:
-    """With DATABASE_URL, the fan-out whose cap holds across replicas; this process's own cap while the database
-    cannot be reached (the history's note says why; the next script run tries again)."""
-    if location.database_url:
-        try:
-            return _shared_fanout(limit, location, location.masked_url)
-        except ReproError:
-            pass
-    return _fanout(limit)
-
-
-@st.cache_resource
-def _quotas() -> Quotas:
-    """Every visitor's quota in this process (without DATABASE_URL, or while its database cannot be reached)."""
-    return Quotas()
-
-
-def _quota_for(identity: str, per_hour: int, location: HistoryLocation) -> QuotaLedger:
-    """With DATABASE_URL, the visitor's quota that every replica counts; this process's own while it is down."""
-    if location.database_url:
-        try:
-            return SharedQuota(shared_database(location.database_url), identity, per_hour)
-        except ReproError:
-            pass
-    return _quotas().for_visitor(identity, per_hour)
 
 
 def _backend_box(settings: Settings, backend: Backend) -> None:
@@ -289,13 +195,13 @@ def session(controls: Controls = no_parameters) -> Session:
     """Render the access gate and the sidebar (the page's `controls`, then the backend, then the operator's notes);
     return the visitor's session. A page that sets its own parameters keeps the default: no parameter widgets."""
     _leave_legacy_pages_mode()
-    secrets = _secrets()
+    secrets = app_secrets()
     source = read_sources(secrets)
     identity = require_access(secrets, source)
     gated = read_access(source, secrets).gated
     st.html(STYLE)  # once per script run, for every card and diff the page draws (the fragments carry none)
     presentation_toggle()
-    store, store_error = _store(source)
+    store, store_error = store_for(source)
     with st.sidebar:
         backend, limits, base, chosen = None, Limits(), None, "local"
         try:
@@ -306,15 +212,15 @@ def session(controls: Controls = no_parameters) -> Session:
             base = None
             st.error(md(exc))
         location = read_history(source)
-        quota = _quota_for(identity, limits.requests_per_hour, location)
-        fanout = _fanout_for(limits.global_concurrency, location)
+        quota = quota_for(identity, limits.requests_per_hour, location)
+        fanout = fanout_for(limits.global_concurrency, location)
         parameters = st.container()  # above the backend, drawn once its probe says what the endpoint rejects
         st.header("Backend")
         in_flight = None
         if base is not None:
             try:
                 settings, in_flight = _choose_backend(base, chosen)
-                backend = _backend_for(settings)
+                backend = backend_for(settings)
                 _backend_box(settings, backend)
                 if st.button("Test connection", key="test_connection"):
                     with st.spinner("Sending one tiny request…"):
