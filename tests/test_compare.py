@@ -487,6 +487,8 @@ def _batch(*texts: str | None) -> list[RunResult]:
     (("a b c", "a x c", "a b c", "a b c", "a b y"), "3 of 5 agree; 2 runs part, the first at word 2"),
     (("same", "same", None), "2 of 2 identical — reproducible (1 failed)"),
     (("only",), "One successful run: nothing to compare it with"),
+    (("a b",) * 999 + ("a c",), "999 of 1,000 agree; run 1000 parts at word 2"),
+    (("a",) * 1200, "1,200 of 1,200 identical — reproducible"),
 ])
 def test_the_verdict_is_one_sentence_a_room_can_read(texts, sentence):
     assert verdict(compare(_batch(*texts))) == sentence

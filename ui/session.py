@@ -85,12 +85,12 @@ class Session:
                           log_prompt=self.log_prompts)
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
-        return f"{requests} requests, at most {requests * max_tokens:,} completion tokens · {self.quota_line()}"
+        return f"{requests:,} requests, at most {requests * max_tokens:,} completion tokens · {self.quota_line()}"
 
     def quota_line(self) -> str:
         """“k of N requests left this hour”, for every page that shows the quota."""
         try:
-            return f"{self.quota.remaining()} of {self.quota.per_hour} requests left this hour"
+            return f"{self.quota.remaining():,} of {self.quota.per_hour:,} requests left this hour"
         except InvalidRequest:  # the shared quota's database failed: a run now would be refused, and say why
             return "the requests left this hour cannot be counted right now"
 

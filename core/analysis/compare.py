@@ -258,16 +258,16 @@ def _most_dissimilar(between: np.ndarray, lowest: float, groups: Sequence[Group]
 def verdict(comparison: Comparison) -> str:
     """The batch in one sentence a room reads from the back: how many agree, and where the others part."""
     summary = comparison.summary
-    failed = f" ({summary.errors} failed)" if summary.errors else ""
+    failed = f" ({summary.errors:,} failed)" if summary.errors else ""
     if summary.note:
         return summary.note[0].upper() + summary.note[1:] + failed
     n = summary.successful
     if summary.all_identical:
-        return f"{n} of {n} identical — reproducible{failed}"
+        return f"{n:,} of {n:,} identical — reproducible{failed}"
     word = f"word {summary.first_divergence_word + 1}"
     if summary.unique_outputs == n:
-        return f"{n} different answers, they part at {word}{failed}"
+        return f"{n:,} different answers, they part at {word}{failed}"
     parting = [run for group in comparison.groups[1:] for run in group.run_indices]
-    who = f"run {parting[0] + 1} parts" if len(parting) == 1 else f"{len(parting)} runs part, the first"
-    return f"{summary.modal_count} of {n} agree; {who} at {word}{failed}"
+    who = f"run {parting[0] + 1} parts" if len(parting) == 1 else f"{len(parting):,} runs part, the first"
+    return f"{summary.modal_count:,} of {n:,} agree; {who} at {word}{failed}"
 
