@@ -4,6 +4,7 @@ the cost is confirmed, the probe runs, its one-line summary is on screen and the
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.test_browser import ARTIFACTS, settle
 from tests.test_browser import app_url, azure_variables, browser  # noqa: F401 (fixtures this module uses)
@@ -38,8 +39,9 @@ def test_a_probe_of_a_reasoning_model_shows_its_summary_and_the_rejected_tempera
     grid = page.locator("[data-testid=stDataFrame]").first
     grid.scroll_into_view_if_needed()
     settle(page)
-    cells = grid.text_content()  # the grid draws on a canvas; its accessible table holds the cells' text
-    assert "parameter temperature" in cells and "does not support 0.5" in cells
+    # The grid draws on a canvas; its accessible table (filled a moment later) holds the cells' text.
+    expect(grid).to_contain_text("parameter temperature", timeout=30_000)
+    expect(grid).to_contain_text("does not support 0.5")
     (ARTIFACTS / "screens").mkdir(parents=True, exist_ok=True)
     summary.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=ARTIFACTS / "screens" / "probe-1280.png")

@@ -29,7 +29,8 @@ def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
     clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("DATABASE_URL",))}
     history = {"REPRO_HISTORY_PATH": str(cwd / "history.sqlite3")}
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**clean, **history, **env, "PYTHONPATH": str(ROOT)})
+                          timeout=120, env={**clean, **history, "COLUMNS": "160", **env,  # tables unwrapped
+                                            "PYTHONPATH": str(ROOT)})
 
 
 def test_json_output_has_request_backend_runs_and_summary(fake_server, azure_env, tmp_path):
