@@ -37,11 +37,13 @@ def test_a_reload_mid_batch_points_to_the_runs_kept_in_history(fake_server, slow
     assert link.count() == 1  # one notice
 
     page.goto(urljoin(page.url, link.get_attribute("href")))
-    kept = page.get_by_text(re.compile(r"\d+/5 runs · incomplete"))
+    kept = page.get_by_text(re.compile(r"\d+/5 runs"))
     kept.wait_for(timeout=60_000)
     settle(page)
     saved = int(re.search(r"(\d+)/5 runs", kept.inner_text())[1])
-    assert arrived <= saved < RUNS  # the old tab's next run may have been saved after the notice was drawn
+    # Every run that had arrived is kept; the old tab's session may finish its batch before Streamlit drops it.
+    assert arrived <= saved <= RUNS
+    assert ("incomplete" in kept.inner_text()) == (saved < RUNS)
     assert f"{saved} of {saved} identical" in page.locator("[data-verdict]").first.inner_text()  # the runs, shown
-    assert len(fake_server.received) < RUNS + 1  # the reload cancelled the rest: nothing was sent twice
+    assert len(fake_server.received) <= RUNS  # the reload sent nothing again
     page.close()
