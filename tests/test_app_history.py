@@ -91,6 +91,7 @@ def test_rerun_now_repeats_the_request_and_reports_drift(scripted, history):
     at = open_history(rerun.id)
     assert "Fingerprint changed fp_old → fp_new" in plain(at.warning[0].value)
     assert "Runs whose text the original never produced: run 1, run 2, run 3" in [plain(c.value) for c in at.caption]
+    assert [plain(c.value) for c in at.caption].count("3 of 3 identical — reproducible") == 2  # both sides
     assert ("Re-run: 3/3 identical vs Original: 3/3; p = 1.000, Fisher's exact test (two-sided): not beyond chance "
             "at these N.") in [plain(c.value) for c in at.caption]
 

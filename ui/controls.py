@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from core import (DEMO_MAX_TOKENS, BackendInfo, BatchPlan, Capabilities, ConfigurationError, InvalidRequest, Limits,
-                  RunRequest, parse_seed, provider, runs_needed, upper_bound)
+                  Provider, RunRequest, parse_seed, provider, runs_needed, upper_bound)
 from core.probe.capabilities import DEFAULTS  # not in core's public API yet
 from ui.html import md
 
@@ -157,13 +157,23 @@ def requests_in_flight(limits: Limits, runs: int | None) -> int:
     return most if chosen == ALL else chosen
 
 
+def registered(info: BackendInfo) -> Provider | None:
+    """The provider that answered, or None: an imported experiment may name one not registered here."""
+    try:
+        return provider(info.provider)
+    except ConfigurationError:
+        return None
+
+
+def backend_title(info: BackendInfo) -> str:
+    """The provider's title ("Azure OpenAI"), or its stored name when it is not registered here."""
+    family = registered(info)
+    return family.title if family else info.provider
+
+
 def made_by(params: Params, backend_info: BackendInfo) -> str:
     """One line naming what produced a set of results: backend, model, T, top_p, seed, N, mode."""
-    try:
-        backend = provider(backend_info.provider).title
-    except ConfigurationError:  # a provider not registered here (an imported export) is named as stored
-        backend = backend_info.provider
-    parts = [backend, backend_info.model, f"T {params.temperature:g}", f"top_p {params.top_p:g}",
+    parts = [backend_title(backend_info), backend_info.model, f"T {params.temperature:g}", f"top_p {params.top_p:g}",
              f"seed {params.seed}" if params.seed is not None else "no seed", f"N {params.runs}"]
     if backend_info.mode:
         parts.append(f"{backend_info.mode} mode")

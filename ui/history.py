@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import (BackendInfo, Experiment, ExperimentRow, InvalidRequest, Provider, ReproError, StorageError, Store,
-                  SuiteRun, UnknownExperiment, compare, diff, drift, load_report, load_suite_run, load_sweep, provider,
-                  to_csv, to_json)
+from core import (BackendInfo, Experiment, ExperimentRow, InvalidRequest, StorageError, Store, SuiteRun,
+                  UnknownExperiment, compare, diff, drift, load_report, load_suite_run, load_sweep, to_csv, to_json,
+                  verdict)
+from ui.controls import backend_title, registered
 from ui.html import diff_columns, legend, md
 from ui.live import click_refused, follow_job, job_running
 from ui.probe import show_report
-from ui.results import nothing_sent, saved_caption, show_results, verdict
+from ui.results import nothing_sent, saved_caption, show_results
 from ui.suites import JOB_KEY as SUITE_JOB  # the Suite page's job key: moving to another page cancels a job
 from ui.suites import follow_suite, show_suite
 from ui.sweeps import saved_made_by, show_sweep
@@ -112,18 +113,9 @@ def describe(experiment: Experiment) -> None:
         st.text(f"User: {request.prompt}")
 
 
-def registered(info: BackendInfo) -> Provider | None:
-    """The provider that answered, or None: an imported experiment may name one not registered here."""
-    try:
-        return provider(info.provider)
-    except ReproError:
-        return None
-
-
 def backend_name(info: BackendInfo) -> str:
     """"Azure OpenAI (gpt-4o)": the provider's title and the model."""
-    family = registered(info)
-    return f"{family.title if family else info.provider} ({info.model})"
+    return f"{backend_title(info)} ({info.model})"
 
 
 def confirmed_backend(experiment: Experiment, now: BackendInfo) -> bool:
@@ -199,7 +191,7 @@ def drift_view(original: Experiment, again: Experiment) -> None:
         summary = compared[-1][1].summary
         column.markdown(f"**{title}** · {when(experiment)} · {md(experiment.backend.label)} · "
                         f"fingerprints {md(', '.join(summary.fingerprints.counts) or 'none')}")
-        column.caption(verdict(summary))
+        column.caption(verdict(compared[-1][1]))
     st.caption(md(contrast_line(compared[1], compared[0], two_sided=True)))
     if found.moved_runs:
         st.caption("Runs whose text the original never produced: "

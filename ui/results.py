@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import (MATRIX_MAX_RUNS, Comparison, RunRequest, RunResult, Summary, compare, diff, divergence_tree,
+from core import (MATRIX_MAX_RUNS, Comparison, RunRequest, RunResult, compare, diff, divergence_tree,
                   fork_between, fork_causes, render_lines, token_strip)
 from ui.groups import causes_list, group_cards, groups_table, lettered_groups, open_card, runs_in_group_order
 from ui.html import diff_columns, fork_table, group_colours, legend, md, run_card, strip_html
@@ -94,22 +94,6 @@ def saved_caption(experiment_id: str | None, save_error: str | None) -> None:
         st.warning(f"Not (all) saved to the history: {md(save_error)}")
     if experiment_id:
         st.caption(f"Saved to the history as `{experiment_id}` · [open it in History](history?experiment={experiment_id})")
-
-
-def verdict(summary: Summary) -> str:
-    """One sentence a projector audience reads at a glance."""
-    if summary.note:
-        return summary.note.capitalize() + "."
-    if summary.all_identical:
-        return f"All {summary.successful} runs are byte-identical."
-    return f"{summary.unique_outputs} distinct outputs of {summary.successful}; {_where(summary)}."
-
-
-def _where(summary: Summary) -> str:
-    shared = summary.first_divergence_word
-    if shared == 0:
-        return "they differ from the first word"
-    return f"they share the first {shared} word{'s' if shared != 1 else ''}, then part"
 
 
 def _groups(comparison: Comparison) -> None:
