@@ -112,6 +112,7 @@ def open_page(browser, url: str, scheme: str = "light"):
 
 def settle(page) -> None:
     """Wait until the script run is over and the lazily drawn elements (metrics, tables, charts) are drawn."""
+    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
     page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
     page.locator("[data-testid=stSkeleton]").first.wait_for(state="detached", timeout=30_000)
 

@@ -26,8 +26,11 @@ def open_at(browser, url: str, viewport: dict, scheme: str = "light", scale: flo
 
 
 def run_the_classic_demo(page) -> None:
+    """Click Run both and wait for the whole pair view: the legend is drawn after both verdicts and both diffs
+    (the status widget alone may not have appeared yet when the second verdict arrives)."""
     page.get_by_role("button", name="Run both", exact=True).click()
     page.locator("[data-verdict]").nth(1).wait_for(timeout=60_000)
+    page.locator(".rl-legend").wait_for(timeout=60_000)
     settle(page)
 
 

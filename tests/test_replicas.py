@@ -17,7 +17,7 @@ import pytest
 from tests import pgserver
 
 sync_api = pytest.importorskip("playwright.sync_api")
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, serve_app  # noqa: E402 - needs playwright, checked above
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, serve_app, settle  # noqa: E402 - needs playwright, checked above
 
 pytestmark = pytest.mark.browser
 RUNS_SLIDER = "Runs (identical requests)"
@@ -76,10 +76,6 @@ def experiment_page(browser, url: str, runs: int):
             slider.press("ArrowRight" if now < runs else "ArrowLeft")
         settle(page)
     return page
-
-
-def settle(page) -> None:
-    page.locator("[data-testid=stStatusWidget]").wait_for(state="detached", timeout=60_000)
 
 
 def quota_left(page) -> str:
