@@ -205,7 +205,7 @@ def test_prompt_preview_is_one_short_line(store):
     assert len(row.prompt_preview) == 80
 
 
-def test_search_matches_prompt_system_or_model_ignoring_case_and_provider_filters(store):
+def test_search_matches_prompt_system_or_model_ignoring_case_and_provider_and_kind_filter(store):
     panda = saved(store)
     eclair = store.create(RunRequest(prompt="Décris un ÉCLAIR au café."), BACKEND, 1)
     percent = store.create(RunRequest(prompt="Is 100% of it fine?", system="Answer in 5_words"),
@@ -226,6 +226,9 @@ def test_search_matches_prompt_system_or_model_ignoring_case_and_provider_filter
     assert found(provider="azure") == {panda, eclair}
     assert found(provider="azure", search="café") == {eclair}
     assert found(provider="local") == set()
+    probe = store.create(RunRequest(prompt="Reply OK."), BACKEND, 1, kind="probe")
+    assert found(kind="probe") == {probe}
+    assert found(provider="azure", kind="experiment") == {panda, eclair}
 
 
 def test_delete_takes_runs_and_children_with_it(db):

@@ -192,11 +192,13 @@ class SQLStore(Store):
             runs[experiment_id].append(_run_from(values))
         return [_experiment_from(dict(zip(_EXPERIMENT_COLUMNS, row, strict=True)), runs[row[0]]) for row in rows]
 
-    def list(self, *, search: str | None = None, provider: str | None = None, limit: int = 200) -> list[ExperimentRow]:
+    def list(self, *, search: str | None = None, provider: str | None = None, kind: str | None = None,
+             limit: int = 200) -> list[ExperimentRow]:
         where, params = ["e.parent_id IS NULL"], []
-        if provider:
-            where.append("e.provider = ?")
-            params.append(provider)
+        for column, value in (("provider", provider), ("kind", kind)):
+            if value:
+                where.append(f"e.{column} = ?")
+                params.append(value)
         if search:
             where.append("(" + " OR ".join(f"LOWER(e.{column}) LIKE ? ESCAPE '\\'" for column in _SEARCHED) + ")")
             params += [_like(search)] * len(_SEARCHED)

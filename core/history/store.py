@@ -71,7 +71,8 @@ class Store(Protocol):
     def get(self, experiment_id: str) -> Experiment | None:
         """The experiment with its runs, or None."""
 
-    def list(self, *, search: str | None = None, provider: str | None = None, limit: int = 200) -> list[ExperimentRow]:
+    def list(self, *, search: str | None = None, provider: str | None = None, kind: str | None = None,
+             limit: int = 200) -> list[ExperimentRow]:
         """Top-level items, newest first; `search` matches prompt, system prompt or model, ignoring case."""
 
     def children(self, parent_id: str) -> list[Experiment]:

@@ -46,8 +46,8 @@ def load_report(store: Store, probe_id: str) -> ProbeReport:
 
 def latest_report(store: Store, endpoint: BackendInfo) -> tuple[str, ProbeReport] | None:
     """The newest saved probe of this endpoint (same provider, model, host, API version and mode) with its id."""
-    for row in store.list(provider=endpoint.provider):
-        if row.kind == KIND and (row.model, row.endpoint_host) == (endpoint.model, endpoint.endpoint_host):
+    for row in store.list(provider=endpoint.provider, kind=KIND):
+        if (row.model, row.endpoint_host) == (endpoint.model, endpoint.endpoint_host):
             report = load_report(store, row.id)
             if report.backend == endpoint:
                 return row.id, report
