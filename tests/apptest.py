@@ -12,10 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.resources
+from tests.environment import ENGINE, PROVIDER_VARIABLES
 from tests.scripted import ScriptedBackend
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
 
 
 @pytest.fixture
@@ -27,6 +27,8 @@ def app_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("REPRO_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
+    for name, value in ENGINE.items():
+        monkeypatch.setenv(name, value)
     ui.resources._cached_backend.clear()
     ui.resources._cached_store.clear()
     yield

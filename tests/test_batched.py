@@ -13,6 +13,7 @@ from core.errors import InvalidRequest
 from core.models import MAX_RUNS, BatchPlan, RunRequest
 from core.probe.plan import ProbePlan
 from core.runner import iter_requests, run_batch
+from tests.environment import local_engine
 
 pytestmark = pytest.mark.model
 
@@ -24,7 +25,7 @@ HELLO = RunRequest(prompt="Say hello.", system="Answer in two words.", temperatu
 @pytest.fixture(scope="module")
 def backend() -> LocalBackend:
     """Single decoding: each run alone through llama-cpp-python's create_chat_completion."""
-    return LocalBackend(mode="deterministic", batching=False)
+    return local_engine(mode="deterministic", batching=False)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_the_backend_decodes_runs_that_arrive_together_as_one_batch_with_the_sam
     requests = [RunRequest(**{**STORY.to_dict(), "seed": seed}) for seed in seeds]
 
     async def together():
-        return [r async for r in iter_requests(LocalBackend(mode="deterministic"), requests, len(requests))]
+        return [r async for r in iter_requests(local_engine(mode="deterministic"), requests, len(requests))]
 
     batched = sorted(asyncio.run(together()), key=lambda r: r.index)
     assert [json.loads(r.raw)["batch"]["size"] for r in batched] == [5] * 5
@@ -98,7 +99,7 @@ def test_runs_with_other_parameters_go_in_their_own_batch():
     story = RunRequest(**{**STORY.to_dict(), "seed": 3})
 
     async def together():
-        return [r async for r in iter_requests(LocalBackend(mode="deterministic"), [hello, story, hello], 3)]
+        return [r async for r in iter_requests(local_engine(mode="deterministic"), [hello, story, hello], 3)]
 
     results = sorted(asyncio.run(together()), key=lambda r: r.index)
     assert [json.loads(r.raw)["batch"]["size"] for r in results] == [2, 1, 2]
@@ -106,8 +107,8 @@ def test_runs_with_other_parameters_go_in_their_own_batch():
 
 
 def test_cache_mode_and_logprobs_are_never_batched():
-    assert LocalBackend(mode="cache").max_concurrency == 1
-    [result] = asyncio.run(run_batch(LocalBackend(mode="deterministic"),
+    assert local_engine(mode="cache").max_concurrency == 1
+    [result] = asyncio.run(run_batch(local_engine(mode="deterministic"),
                                      RunRequest(prompt="Say hello.", seed=7, max_tokens=4, logprobs=True),
                                      BatchPlan(1, 1)))
     assert "batch" not in json.loads(result.raw) and result.logprobs
@@ -139,7 +140,7 @@ def test_with_shared_prompt_cells_the_batch_changes_a_copy_of_r(backend, decoder
 
 
 def test_the_backend_decodes_mixed_requests_together_as_its_own_runs():
-    engine = LocalBackend(mode="deterministic")
+    engine = local_engine(mode="deterministic")
     runs = engine.decode_together([*PLAN.background(1), R], shared_cells=False)
     assert [json.loads(r.raw)["batch"] for r in runs] == [{"size": 2, "sequence": 0, "shared_cells": False},
                                                           {"size": 2, "sequence": 1, "shared_cells": False}]

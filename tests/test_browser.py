@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import socket
@@ -18,6 +17,7 @@ import pytest
 from core.models import BackendInfo, RunRequest, RunResult
 from core.history import Experiment, to_json
 from ui.prompts import CLASSIC
+from tests.environment import clean_environment
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -27,7 +27,6 @@ ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
 PASSCODE = "red-panda-passcode"
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & the red panda slept.'
 
@@ -43,8 +42,7 @@ def serve_app(folder: Path, env: dict[str, str]):
     """`streamlit run app.py` on a loopback port, in a folder with only the repo's .streamlit/config.toml, so no
     developer .env or secrets.toml takes part; yields the URL, and checks the log for the key at the end."""
     port = _free_port()
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(PROVIDER_VARIABLES + ("APP_PASSCODE", "DATABASE_URL"))}
+    clean = clean_environment("APP_PASSCODE", "DATABASE_URL")
     (folder / ".streamlit").mkdir()
     shutil.copy(ROOT / ".streamlit" / "config.toml", folder / ".streamlit" / "config.toml")
     log = folder / "streamlit.log"

@@ -13,6 +13,7 @@ from core.analysis.causes import ForkCause, fork_causes
 from core.backends import make_backend
 from core.models import BatchPlan, RunRequest
 from core.runner import run_batch
+from tests.environment import local_engine
 
 SEEDED = RunRequest(prompt="Name a capital.", temperature=0.0, seed=7, max_tokens=12)
 
@@ -104,10 +105,9 @@ def test_a_fork_nothing_explains_is_unknown_and_says_what_was_ruled_out(fake_ser
 
 @pytest.mark.model
 def test_the_embedded_engine_in_cache_mode_forks_at_the_first_run():
-    from core.backends.local import LocalBackend
-
+    
     request = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                          temperature=0.1, seed=42, max_tokens=60)
-    results = asyncio.run(run_batch(LocalBackend(mode="cache"), request, BatchPlan(3, 3)))
+    results = asyncio.run(run_batch(local_engine(mode="cache"), request, BatchPlan(3, 3)))
     [cause] = fork_causes(results, request)
     assert (cause.cause, cause.runs, cause.reference) == ("cache", (0,), 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import sqlite3
@@ -18,15 +17,15 @@ import pytest
 from core.models import BackendInfo, RunRequest, RunResult
 from core.history import MAX_IMPORT_BYTES
 from core.history.sqlite import SQLiteStore
+from tests.environment import clean_environment
 from tests.test_import_hostile import HOSTILE
 from tests.test_store import unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVIDER_VARIABLES = ("OPENAI_", "AZURE_OPENAI_", "COMPATIBLE_", "REPRO_")
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("DATABASE_URL",))}
+    clean = clean_environment("DATABASE_URL")
     history = {"REPRO_HISTORY_PATH": str(cwd / "history.sqlite3")}
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env={**clean, **history, "COLUMNS": "160", **env,  # tables unwrapped
@@ -239,7 +238,7 @@ def test_history_list_refuses_a_limit_out_of_range(azure_env, tmp_path, limit):
 
 def test_ctrl_c_during_a_run_says_how_many_runs_were_kept(fake_server, azure_env, tmp_path):
     fake_server.latency_s = 0.4
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES + ("DATABASE_URL",))}
+    clean = clean_environment("DATABASE_URL")
     process = subprocess.Popen([sys.executable, "-m", "core", "run", "--prompt", "p", "--runs", "10",
                                 "--concurrency", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**clean, **azure_env, "REPRO_HISTORY_PATH": str(tmp_path / "h.sqlite3"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -77,12 +78,19 @@ def test_repr_never_holds_a_secret():
 @pytest.mark.parametrize("env, message", [
     ({"REPRO_BACKEND": "bedrock"}, "Unknown backend 'bedrock'"),
     ({"REPRO_LOCAL_MODE": "fast"}, "Unknown local mode"),
+    ({"REPRO_LOCAL_THREADS": "0"}, "REPRO_LOCAL_THREADS must be a whole number from 1 to 256, got '0'"),
+    ({"REPRO_LOCAL_THREADS": "two"}, "REPRO_LOCAL_THREADS must be a whole number"),
     ({"REPRO_TIMEOUT": "soon"}, "REPRO_TIMEOUT"),
     ({"REPRO_TIMEOUT": "0"}, "REPRO_TIMEOUT"),
 ])
 def test_bad_settings_are_refused(env, message):
     with pytest.raises(ConfigurationError, match=message):
         settings(env)
+
+
+def test_the_embedded_engine_uses_the_threads_it_is_given_else_every_core():
+    assert make_backend(settings({"REPRO_LOCAL_THREADS": "1"})).n_threads == 1
+    assert make_backend(settings({})).n_threads == os.cpu_count()
 
 
 def test_an_endpoint_that_is_not_a_url_is_refused():

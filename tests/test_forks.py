@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 
 from core.backends import make_backend
-from core.backends.local import LocalBackend
 from core.analysis.forks import NEAR_TIE, ForkSide, fork_between, fork_side, token_strip
 from core.models import Alternative, BatchPlan, RunRequest, RunResult, TokenLogprob
 from core.runner import run_batch
+from tests.environment import local_engine
 
 DEMO = RunRequest(prompt="Create a story about red panda.", system="You always produce 3-sentence answers.",
                   temperature=0.1, seed=42, max_tokens=80, logprobs=True, top_logprobs=5)
@@ -97,7 +97,7 @@ def test_token_strip_is_each_token_with_its_probability():
 @pytest.mark.model
 def test_the_embedded_model_forks_on_a_near_tie_in_cache_mode():
     """Cache mode's second answer parts from the first (tests/test_local.py); the fork is where they part."""
-    first, second = asyncio.run(run_batch(LocalBackend(mode="cache"), DEMO, BatchPlan(2, 1)))
+    first, second = asyncio.run(run_batch(local_engine(mode="cache"), DEMO, BatchPlan(2, 1)))
     assert first.text != second.text
     left, right = fork_between(first, second)
     position = left.position

@@ -16,6 +16,7 @@ from core.errors import ConfigurationError
 from core.models import BatchPlan, RunRequest
 from core.runner import Fanout, run_batch
 from core.settings import load_settings
+from tests.environment import local_engine
 
 pytestmark = pytest.mark.model
 
@@ -25,7 +26,7 @@ DEMO = RunRequest(prompt="Create a story about red panda.", system="You always p
 
 @pytest.fixture(scope="module")
 def deterministic() -> LocalBackend:
-    return LocalBackend(mode="deterministic")
+    return local_engine(mode="deterministic")
 
 
 def run(backend, request=DEMO, runs=4):
@@ -63,7 +64,7 @@ def test_cache_mode_first_answer_differs_then_repeats(deterministic):
     """Measured, not wished: the reused prompt prefix makes the 2nd..Nth request evaluate the last prompt token
     alone, a different batch shape whose logits differ in the last bits and flip a near-tie."""
     reference = run(deterministic, runs=1)[0].text
-    results = run(LocalBackend(mode="cache"))
+    results = run(local_engine(mode="cache"))
     texts = [r.text for r in results]
     assert texts[0] == reference
     assert texts[1] == texts[2] == texts[3]
@@ -71,10 +72,10 @@ def test_cache_mode_first_answer_differs_then_repeats(deterministic):
 
 
 def test_fingerprint_names_the_mode(deterministic):
-    cache = LocalBackend(mode="cache")
+    cache = local_engine(mode="cache")
     assert deterministic.fingerprint.startswith("fp_local_")
     assert deterministic.fingerprint != cache.fingerprint
-    assert deterministic.fingerprint == LocalBackend(mode="deterministic").fingerprint
+    assert deterministic.fingerprint == local_engine(mode="deterministic").fingerprint
 
 
 def test_logprobs_with_top_alternatives(deterministic):
@@ -132,3 +133,4 @@ def test_two_batches_sent_from_two_threads_decode_as_one(deterministic):
             sender.join()
     assert len(arrived) == 6 and all(result.ok for result in arrived)
     assert {json.loads(result.raw)["batch"]["size"] for result in arrived} == {6}
+

@@ -15,6 +15,7 @@ from core.models import BackendInfo, Completion, RunError, RunRequest, RunResult
 from core.probe import (LOCAL_LADDER, AdaptedBackend, Capabilities, ParameterFinding, ProbePlan, latest_report,
                         load_report, parse_ladder, run_probe, save_probe, strip_rejected)
 from core.probe.findings import LoadRung, Sample, load_finding, parameter_finding, seed_finding
+from tests.environment import ENGINE_THREADS, local_engine
 from tests.scripted import ScriptedBackend
 
 SMALL = dict(runs=3, ladder=(0, 4, 16), max_tokens=6, fresh_prompts=2, warm_repeats=2, nonce=7)
@@ -91,7 +92,7 @@ def test_errors_are_findings_not_exceptions(fake_server, azure_settings):
 
 @pytest.fixture(scope="module")
 def cache_engine():
-    return LocalBackend(mode="cache")
+    return local_engine(mode="cache")
 
 
 def test_the_embedded_engine_in_cache_mode_gives_a_different_first_answer(cache_engine):
@@ -100,7 +101,7 @@ def test_the_embedded_engine_in_cache_mode_gives_a_different_first_answer(cache_
 
 
 def test_the_embedded_engine_is_batch_invariant_with_isolated_cells_and_not_with_shared_ones():
-    found = probe(LocalBackend(mode="deterministic"), runs=8, ladder=(0, 4), max_tokens=16, fresh_prompts=1)
+    found = probe(local_engine(mode="deterministic"), runs=8, ladder=(0, 4), max_tokens=16, fresh_prompts=1)
     report = found.report
     assert report.seed.verdict == "honoured"
     assert report.cold_warm.verdict == "no difference"
@@ -119,7 +120,7 @@ def test_the_embedded_engine_is_batch_invariant_with_isolated_cells_and_not_with
 
 
 def test_rungs_over_the_engines_batch_are_skipped_with_the_reason():
-    report = probe(LocalBackend(mode="deterministic"), runs=2, ladder=(0, 31), max_tokens=2, fresh_prompts=1).report
+    report = probe(local_engine(mode="deterministic"), runs=2, ladder=(0, 31), max_tokens=2, fresh_prompts=1).report
     assert [r.background for r in report.load.rungs] == [0]
     assert [(s.background, s.reason) for s in report.load.skipped] == [
         (31, "33 sequences is over the engine's batch of 32")]
@@ -233,7 +234,7 @@ class CountingEngine(LocalBackend):
 
 
 def test_the_plan_counts_what_the_embedded_engine_is_really_sent():
-    engine = CountingEngine(mode="deterministic")
+    engine = CountingEngine(mode="deterministic", n_threads=ENGINE_THREADS)
     plan = ProbePlan(**{**SMALL, "runs": 2, "ladder": (0, 2), "max_tokens": 2, "fresh_prompts": 1}, in_batch=True)
     asyncio.run(run_probe(engine, plan))
     assert engine.sent == plan.total_requests == 6 + 5 + 3 + 1 + 2 * (2 + 4)

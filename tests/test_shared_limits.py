@@ -32,6 +32,7 @@ from core.runner import Fanout
 from core.settings import load_settings
 from core.shared import Experiment, SharedFailureLog, SharedQuota, SharedSlots, logged, readiness
 from core.shared.pool import SharedDatabase, open_database, visitor_key
+from tests.environment import clean_environment
 from tests import pgserver
 from tests.apptest import captions, experiment
 from tests.scripted import texts
@@ -452,7 +453,7 @@ def _ready_status(port: int) -> tuple[int, dict]:
 def test_the_health_server_answers_the_proxy_200_when_ready_and_503_when_not(url: str, tmp_path, database_ok):
     port = pgserver._free_port()
     database = url if database_ok else _with_password(url) + "_missing"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "OPENAI", "DATABASE_URL"))}
+    clean = clean_environment("DATABASE_URL")
     server = subprocess.Popen([sys.executable, "-m", "core", "health", "--serve", f"127.0.0.1:{port}"], cwd=tmp_path,
                               env={**clean, "DATABASE_URL": database, "REPRO_BACKEND": "local",
                                    "PYTHONPATH": str(Path(__file__).resolve().parents[1])})

