@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core import Comparison, InvalidRequest, RunRequest, RunResult, compare, diff
+from core import Comparison, InvalidRequest, RunRequest, RunResult, diff
 from ui.controls import DEMO_SEED, inputs_key, made_by, seed_demo_parameters
 from ui.html import diff_columns, legend, md
 from ui.live import LiveBatch, Sent, click_refused, finished_job, job_running, send_job
 from ui.present import presenting
 from ui.prompts import fold_prompt, folding_prompt_box
-from ui.results import nothing_sent, run_cards, stale_container, verdict_block
+from ui.results import compared, nothing_sent, run_cards, stale_container, verdict_block
 from ui.resume import show_interrupted
 from ui.resources import local_backend, local_estimate
 from ui.session import Session, session
@@ -32,7 +32,7 @@ WHY = ("A fixed seed makes the sampling repeatable, yet only “almost always”
 
 def scenario(title: str, results: list[RunResult], line: str, key: str) -> Comparison:
     """One scenario: its verdict, the diff of the modal run against its least similar, the runs folded away."""
-    comparison = compare(results)
+    comparison = compared(results, key)
     verdict_block(comparison, line, title=title)
     pair = comparison.default_pair()
     if pair:
@@ -54,12 +54,12 @@ def show_pair(job: str, inputs: str, why: str) -> None:
         for place in live or []:
             place.empty()
         if done:
-            compared = []
+            scenarios = []
             for place, batch, line in zip(_places(), done.batches, done.sent.made_by):
                 with place.container():
                     key = f"{job}_{done.number}_{batch.title}"
-                    compared.append((batch.title, scenario(batch.title, batch.results, line, key)))
-            st.markdown(md(contrast_line(compared[1], compared[0])))  # the seeded (deterministic) one second
+                    scenarios.append((batch.title, scenario(batch.title, batch.results, line, key)))
+            st.markdown(md(contrast_line(scenarios[1], scenarios[0])))  # the seeded (deterministic) one second
             st.html(legend())
             st.info(why)
 

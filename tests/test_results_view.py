@@ -244,3 +244,29 @@ def test_two_batches_are_contrasted_in_one_line_with_fishers_exact_test():
         "seed 42: 10/10 identical vs no seed: 1/10; p < 0.001, Fisher's exact test (one-sided): "
         "more than chance explains.")
     assert contrast_line(("seed 42", seeded), ("no seed", compare(runs("x", failed=(0,))))) == ""
+
+
+def memo_script(first, second, keys):
+    import streamlit as st
+
+    from ui.results import compared
+
+    st.session_state.setdefault("seen", []).append([compared(first, key) for key in keys] + [compared(second, keys[0])])
+
+
+def test_a_view_compares_its_runs_once_and_again_only_when_they_change():
+    first, second = runs(ATE, SLEPT, ATE), runs(ATE, ATE, ATE)
+    at = AppTest.from_function(memo_script, args=(first, second, ["a", "b"]), default_timeout=30).run()
+    at.run()
+    (a, b, changed), again = at.session_state["seen"]
+    assert a is not b and changed is not a and changed.summary.all_identical  # two views, then new runs in one
+    assert again[1] is b  # the same runs under the same key: the kept comparison
+    assert again[0] is not a and again[0] == a  # the first view's runs changed back: compared again
+
+
+def test_only_the_last_few_views_keep_their_comparison():
+    from ui.results import COMPARISONS_KEPT
+
+    keys = [f"view {k}" for k in range(COMPARISONS_KEPT + 2)]
+    at = AppTest.from_function(memo_script, args=(runs(ATE, SLEPT), runs(ATE), keys), default_timeout=30).run()
+    assert len(at.session_state["results_compared"]) == COMPARISONS_KEPT

@@ -18,6 +18,8 @@ from ui.verdict import stale_container, verdict_block
 
 CARDS_PER_ROW = 3
 GRID_ABOVE = 12  # more runs than this: the group cards that fit two rows, then a compact grid of every run
+COMPARISONS_KEPT = 4  # a page shows at most a few results views at once (two scenarios, a suite's prompt)
+_COMPARED = "results_compared"
 HEATMAP_MAX = MATRIX_MAX_RUNS  # runs (then groups) in the heatmap: N² cells of a larger batch would weigh on the browser
 
 
@@ -197,11 +199,23 @@ def _details(results: Sequence[RunResult], comparison: Comparison, key: str, req
         _heatmap(comparison)
 
 
+def compared(results: Sequence[RunResult], key: str) -> Comparison:
+    """compare(results), kept in the session for the COMPARISONS_KEPT views last shown while their runs stay the
+    same: every click reruns the page, and 1,000 distinct answers take ~0.2 s to compare."""
+    runs, kept = tuple(results), st.session_state.setdefault(_COMPARED, {})
+    if key not in kept or kept[key][0] != runs:
+        kept[key] = (runs, compare(runs))
+    kept[key] = kept.pop(key)  # the newest last: the oldest is the first to go
+    while len(kept) > COMPARISONS_KEPT:
+        kept.pop(next(iter(kept)))
+    return kept[key][1]
+
+
 def show_results(results: Sequence[RunResult], key: str, *, made_by: str, stale: bool = False,
                  request: RunRequest | None = None) -> Comparison:
     """The whole view: the verdict block first, then the cards by group and the details; dimmed when `stale`.
     `request` (the one the runs answered) lets the fork view name causes that depend on its seed and temperature."""
-    comparison = compare(results)
+    comparison = compared(results, key)
     with stale_container(f"{key}_results", stale):
         verdict_block(comparison, made_by)
         run_cards(results, comparison, key=key)
