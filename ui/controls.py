@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import (DEMO_MAX_TOKENS, BackendInfo, BatchPlan, Capabilities, ConfigurationError, InvalidRequest, Limits,
                   Provider, RunRequest, parse_seed, provider, runs_needed, upper_bound)
-from core.probe.capabilities import DEFAULTS  # not in core's public API yet
+from core.probe.capabilities import DEFAULTS
 from ui.html import md
 
 DEMO_SEED = 42

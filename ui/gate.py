@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from core import ConfigurationError, FailureLog, ReproError, StorageError, client_identity, read_access, read_history
-from core.policy import Network  # not in core's public API; for the annotation only
+from core.policy import Network  # for the annotation only
 from core.shared import SharedFailureLog, shared_database
 from ui.html import md
 

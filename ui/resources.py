@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import (Backend, Fanout, HistoryLocation, LocalBackend, ReproError, RunRequest, Settings, Store,
                   estimate_seconds, load_settings, make_backend, open_store, read_history)
-from core.policy import QuotaLedger, Quotas  # not in core's public API yet
+from core.policy import QuotaLedger, Quotas
 from core.shared import SharedQuota, SharedSlots, shared_database
 
 

@@ -14,7 +14,7 @@ from core import (LOCAL_MODES, AdaptedBackend, Backend, BatchPlan, Capabilities,
                   Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, Suite, SuitePlan, SweepPlan,
                   latest_report, load_settings, provider, read_access, read_history, read_limits, read_sources,
                   record_suite, stream_suite)
-from core.policy import QuotaLedger  # not in core's public API yet
+from core.policy import QuotaLedger
 from core.shared import Experiment, prompts_opted_in
 from ui.controls import Controls, Params, no_parameters, requests_in_flight
 from ui.gate import require_access

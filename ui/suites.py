@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from core import InvalidRequest, Recording, RunResult, Suite, SuitePlan, SuiteRun, load_suite, parse_suite
-from core.analysis.scores import AccuracySpread, PromptScore, SuiteSummary  # not in core's public API
-from core.analysis.statistics import Proportion  # not in core's public API
+from core.analysis.scores import AccuracySpread, PromptScore, SuiteSummary
+from core.analysis.statistics import Proportion
 from ui.controls import Params
 from ui.controls import made_by as parameters_line
 from ui.html import md

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core import BackendInfo, CellSummary, RunRequest, SweepResult
-from core.sweep import chart_rows  # not in core's public API
+from core.sweep import chart_rows
 from ui.controls import Params, made_by
 from ui.html import PALETTE
 from ui.results import show_results
