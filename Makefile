@@ -18,11 +18,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
-# The browser tests drive Debian's Chromium and the history tests start a throwaway PostgreSQL;
-# install what is missing from Debian's packages (needs root, as on CI).
+# The browser tests drive Debian's Chromium, the history tests start a throwaway PostgreSQL and the proxy tests run
+# the README's nginx and Caddy blocks; install what is missing from Debian's packages (needs root, as on CI).
 system:
-	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { apt-get update -q && apt-get install -y -q chromium postgresql; }
+	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	  command -v caddy >/dev/null && test -x /usr/sbin/nginx || \
+	  { apt-get update -q && apt-get install -y -q chromium postgresql nginx caddy; }
 
 # Three workers on two cores: most tests wait on a browser, a server or a model, not on the CPU (8.8 vs 11.9 min);
 # a file's tests stay on one worker, so module fixtures (servers, the model) start once per file.
