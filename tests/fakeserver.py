@@ -79,10 +79,11 @@ class FakeChatServer:
     hostile: set[str] = field(default_factory=set)
     usage: Any = None
     # The probe's positive controls: a server that ignores the seed, one that rejects sampling parameters and logprobs
-    # as reasoning models do, and one whose answer changes once more than `load_sensitive_above` requests are in
-    # flight during it.
+    # as reasoning models do (and, with `rejects_max_tokens`, max_tokens, taking max_completion_tokens instead), and
+    # one whose answer changes once more than `load_sensitive_above` requests are in flight during it.
     ignores_seed: bool = False
     reasoning: bool = False
+    rejects_max_tokens: bool = False
     load_sensitive_above: int | None = None
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,7 +116,7 @@ class FakeChatServer:
             time.sleep(0.01)
         defaults = FakeChatServer()
         for name in ("api_key", "deployment", "latency_s", "hang_s", "fingerprint", "logprobs_supported", "hostile",
-                     "usage", "ignores_seed", "reasoning", "load_sensitive_above"):
+                     "usage", "ignores_seed", "reasoning", "rejects_max_tokens", "load_sensitive_above"):
             setattr(self, name, getattr(defaults, name))
         self.faults.clear()
         self.answers.clear()
@@ -138,14 +139,15 @@ class FakeChatServer:
 
 
 def answer_text(body: dict) -> str:
-    """Same seed and messages give the same words; no seed gives fresh ones."""
+    """Same seed and messages give the same words; no seed gives fresh ones; a word a token, at most the limit."""
     seed = body.get("seed")
     if seed is None:
         rng = random.Random()
     else:
         digest = hashlib.sha256(json.dumps([seed, body.get("messages")], sort_keys=True).encode()).digest()
         rng = random.Random(digest)
-    return " ".join(rng.choice(WORDS) for _ in range(min(int(body.get("max_tokens") or 12), 12))) + "."
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 12
+    return " ".join(rng.choice(WORDS) for _ in range(min(int(limit), 12))) + "."
 
 
 def _logprobs(text: str, top: int, *, piece: int | None = None, logprob: float = -0.1) -> dict:
@@ -251,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = fake._next(fake.bodies)
         if body is not None:
             return self._send(200, body, {})
+        if fake.rejects_max_tokens and "max_tokens" in record.body:
+            return self._send(400, json.dumps(MAX_TOKENS_REFUSAL).encode(), {})
         if fake.reasoning and (refused := _reasoning_refusal(record.body)):
             return self._send(400, json.dumps(refused).encode(), {})
         if record.body.get("logprobs") and not fake.logprobs_supported:
@@ -301,6 +305,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+# Azure's and OpenAI's 400 body for max_tokens sent to a reasoning model (o1, o3, gpt-5 …).
+MAX_TOKENS_REFUSAL = {"error": {
+    "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+               "instead.", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}
 
 
 def _reasoning_refusal(body: dict) -> dict | None:

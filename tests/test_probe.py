@@ -34,7 +34,14 @@ def test_a_server_that_honours_everything_passes_every_check(fake_server, azure_
     found = probe(make_backend(azure_settings))
     report = found.report
     assert statuses(report) == {"temperature": "accepted", "top_p": "accepted", "seed": "accepted",
-                                "logprobs": "accepted", "max_tokens": "accepted", "max_completion_tokens": "untested"}
+                                "logprobs": "accepted", "max_tokens": "accepted", "max_completion_tokens": "accepted"}
+    # Only the probe's own request of max_completion_tokens carries it, and without max_tokens; every other one, as
+    # every run, sends max_tokens.
+    [renamed] = [r.body for r in fake_server.received if "max_completion_tokens" in r.body]
+    assert (renamed["max_completion_tokens"], "max_tokens" in renamed) == (2, False)
+    assert all("max_tokens" in r.body for r in fake_server.received if r.body is not renamed)
+    assert Capabilities.of(report).token_limit == "max_tokens"
+    assert not any(run.notice for step in found.steps for run in step.runs)
     assert report.seed.verdict == "honoured"
     assert report.cold_warm.verdict == "no difference"
     assert report.load.summary == "invariant up to K=16"
@@ -69,6 +76,30 @@ def test_a_reasoning_model_rejects_temperature_top_p_and_logprobs_with_its_words
     sent = [r.body.get("temperature") for r in fake_server.received if r.body["messages"][-1]["content"]
             .startswith("In one sentence")]
     assert set(sent) == {1.0}
+
+
+def test_a_model_that_refuses_max_tokens_is_probed_with_max_completion_tokens(fake_server, azure_settings):
+    fake_server.reasoning = fake_server.rejects_max_tokens = True
+    found = probe(make_backend(azure_settings), ladder=(0,))
+    report = found.report
+    assert statuses(report) == {"temperature": "rejected", "top_p": "rejected", "seed": "accepted",
+                                "logprobs": "rejected", "max_tokens": "rejected", "max_completion_tokens": "accepted"}
+    evidence = {p.parameter: p.evidence for p in report.parameters}
+    assert evidence["max_tokens"] == ("The server rejected the request (400): Unsupported parameter: 'max_tokens' is "
+                                      "not supported with this model. Use 'max_completion_tokens' instead.")
+    assert evidence["temperature"].endswith("'temperature' does not support 0.5 with this model. Only the default "
+                                            "(1) value is supported.")
+    # Sent under the name the endpoint takes, the baseline and every later part ran.
+    assert report.baseline_error is None
+    assert (report.seed.verdict, report.load.rungs[0].successful) == ("honoured", 3)
+    assert "rejects temperature, top_p, logprobs, max_tokens · " in report.summary()
+    assert [r.body.get("max_tokens") for r in fake_server.received if "max_tokens" in r.body] == [2]
+    load = found.steps[-1]
+    assert {run.notice for run in load.runs} == {"The endpoint rejects these (see its probe): temperature 0 sent as "
+                                                 "1; max_tokens 6 sent as max_completion_tokens."}
+    assert [s.label for s in found.steps][:7] == ["parameter baseline", "parameter temperature", "parameter top_p",
+                                                  "parameter seed", "parameter logprobs", "parameter max_tokens",
+                                                  "parameter max_completion_tokens"]
 
 
 def test_a_load_sensitive_server_changes_its_answer_from_the_rung_over_its_threshold(fake_server, azure_settings):
@@ -167,6 +198,25 @@ def test_a_rejected_parameter_is_stripped_with_a_note():
     assert capabilities.reason("top_p") is None
 
 
+def test_the_limit_goes_as_max_completion_tokens_only_where_max_tokens_is_rejected_and_it_is_not():
+    info = BackendInfo("azure", "o-test", "h")
+    refused = ParameterFinding("max_tokens", "rejected", "Use 'max_completion_tokens' instead.")
+
+    def limit(other: str) -> str:
+        return Capabilities.from_findings(info, (refused, ParameterFinding("max_completion_tokens", other, "")),
+                                          True).token_limit
+
+    assert [limit(status) for status in ("accepted", "ignored", "rejected", "untested")] == [
+        "max_completion_tokens", "max_completion_tokens", "max_tokens", "max_tokens"]
+    # A probe saved before max_completion_tokens was tried has no row for it: nothing changes.
+    assert Capabilities.from_findings(info, (refused,), True).token_limit == "max_tokens"
+    renamed = Capabilities.from_findings(info, (refused, ParameterFinding("max_completion_tokens", "accepted", "")),
+                                         True)
+    request = RunRequest(prompt="p", max_tokens=40)
+    assert strip_rejected(request, renamed) == (request, "The endpoint rejects these (see its probe): max_tokens 40 "
+                                                         "sent as max_completion_tokens.")
+
+
 def test_an_adapted_backend_never_sends_a_rejected_parameter_and_notes_each_run():
     backend = ScriptedBackend(lambda request, number: "ok")
     capabilities = Capabilities(backend.info, (ParameterFinding("logprobs", "rejected", "not supported"),))
@@ -185,13 +235,13 @@ def test_the_report_card_is_saved_and_read_back(fake_server, azure_settings, tmp
     assert [p.parameter for p in Capabilities.of(found.report).rejected] == ["temperature", "top_p", "logprobs"]
     children = store.children(probe_id)
     assert [c.meta["label"] for c in children][:2] == ["parameter baseline", "parameter temperature"]
-    assert sum(len(c.runs) for c in children) == sum(len(step.runs) for step in found.steps) == 6 + 5 + 2 * 3 + 3
+    assert sum(len(c.runs) for c in children) == sum(len(step.runs) for step in found.steps) == 7 + 5 + 2 * 3 + 3
     assert not any("Describe a busy" in c.request.prompt for c in children)  # background answers are not kept
 
 
 def test_the_plan_is_bounded_by_the_cap_and_the_quota():
     plan = ProbePlan(runs=8)
-    assert plan.total_requests == 6 + 5 + 4 * 3 + (8 + 12 + 24 + 72)
+    assert plan.total_requests == 7 + 5 + 4 * 3 + (8 + 12 + 24 + 72)
     bounded, skipped = plan.bounded(cap=16, quota=600)
     assert bounded.ladder == (0, 4)
     assert [(s.background, s.reason) for s in skipped] == [(16, "24 in flight is over the cap of 16"),
@@ -206,17 +256,17 @@ def test_the_plan_is_bounded_by_the_cap_and_the_quota():
 
 def test_on_the_embedded_engine_the_load_costs_once_per_variant_and_one_run_of_r_alone():
     plan = ProbePlan(runs=8, ladder=LOCAL_LADDER, in_batch=True)
-    assert plan.total_requests == 6 + 5 + 4 * 3 + 1 + 2 * (8 + 10 + 12 + 16)
-    assert plan.describe() == ("116 requests (23 for parameters, seed and cold vs warm; 1 of R alone, then load ladder "
+    assert plan.total_requests == 7 + 5 + 4 * 3 + 1 + 2 * (8 + 10 + 12 + 16)
+    assert plan.describe() == ("117 requests (24 for parameters, seed and cold vs warm; 1 of R alone, then load ladder "
                                "K=0,2,4,8: 8 + 10 + 12 + 16 for each of isolated cells and shared cells), at most 16 "
                                "in flight, answers of at most 16 tokens")
-    # The quota counts both passes: 23 + 1 + 2 * (8 + 10) leaves no room for K=4.
-    bounded, skipped = plan.bounded(cap=64, quota=60)
-    assert bounded.ladder == (0, 2) and bounded.total_requests == 60
-    assert [(s.background, s.reason) for s in skipped] == [(4, "over the 60 requests left in the quota"),
-                                                          (8, "over the 60 requests left in the quota")]
-    with pytest.raises(InvalidRequest, match="needs at least 40 requests; 39 are left"):
-        plan.bounded(cap=64, quota=39)
+    # The quota counts both passes: 24 + 1 + 2 * (8 + 10) leaves no room for K=4.
+    bounded, skipped = plan.bounded(cap=64, quota=61)
+    assert bounded.ladder == (0, 2) and bounded.total_requests == 61
+    assert [(s.background, s.reason) for s in skipped] == [(4, "over the 61 requests left in the quota"),
+                                                          (8, "over the 61 requests left in the quota")]
+    with pytest.raises(InvalidRequest, match="needs at least 41 requests; 40 are left"):
+        plan.bounded(cap=64, quota=40)
 
 
 class CountingEngine(LocalBackend):
@@ -237,4 +287,4 @@ def test_the_plan_counts_what_the_embedded_engine_is_really_sent():
     engine = CountingEngine(mode="deterministic", n_threads=ENGINE_THREADS)
     plan = ProbePlan(**{**SMALL, "runs": 2, "ladder": (0, 2), "max_tokens": 2, "fresh_prompts": 1}, in_batch=True)
     asyncio.run(run_probe(engine, plan))
-    assert engine.sent == plan.total_requests == 6 + 5 + 3 + 1 + 2 * (2 + 4)
+    assert engine.sent == plan.total_requests == 7 + 5 + 3 + 1 + 2 * (2 + 4)

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from core.backends import make_backend
-from core.backends.openai_chat import POOL_CONNECTIONS
+from core.backends.openai_chat import POOL_CONNECTIONS, TOKEN_LIMITS, sending_token_limit_as
 from core.models import BatchPlan, RunRequest
 from core.runner import Fanout, iter_runs, run_batch
 from core.settings import load_settings
@@ -139,16 +139,19 @@ SDK_PATHS = [
 
 @pytest.mark.parametrize("provider, environ, sdk_client", SDK_PATHS, ids=[path[0] for path in SDK_PATHS])
 @pytest.mark.parametrize("request_", [DEMO, RunRequest(prompt="Ünïcode “quotes” 🐼", temperature=1.0, logprobs=True)])
-def test_the_body_built_once_is_what_the_sdk_itself_sends(fake_server, provider, environ, sdk_client, request_):
+@pytest.mark.parametrize("limit", TOKEN_LIMITS)
+def test_the_body_built_once_is_what_the_sdk_itself_sends(fake_server, provider, environ, sdk_client, request_,
+                                                          limit):
     """Regression: the lean path (one body per request, client.post) sends the bytes, route and headers that
-    chat.completions.create sends for the same parameters."""
+    chat.completions.create sends for the same parameters, the token limit under either of its names."""
     settings = load_settings(environ={**environ(fake_server.url), "OPENAI_API_KEY": fake_server.api_key,
                                       "REPRO_MAX_RETRIES": "0"}, dotenv_path=None)
     backend = make_backend(settings)
-    [ours] = asyncio.run(run_batch(backend, request_, BatchPlan(1, 1)))
+    with sending_token_limit_as(limit):
+        [ours] = asyncio.run(run_batch(backend, request_, BatchPlan(1, 1)))
     model = backend.info.model
     params = {"model": model, "messages": request_.messages(), "temperature": request_.temperature,
-              "top_p": request_.top_p, "max_tokens": request_.max_tokens,
+              "top_p": request_.top_p, limit: request_.max_tokens,
               **({"seed": request_.seed} if request_.seed is not None else {}),
               **({"logprobs": True, "top_logprobs": request_.top_logprobs} if request_.logprobs else {})}
 
@@ -172,6 +175,11 @@ def test_identical_requests_share_one_body_and_different_ones_do_not(fake_server
         assert all(r.ok for r in asyncio.run(batch))
     assert [r.body["seed"] for r in fake_server.received] == [42] * 5 + [7] * 2
     assert backend._body.cache_info().misses == 2
+    # The same request under the other name of its limit is another body, never the cached one.
+    with sending_token_limit_as("max_completion_tokens"):
+        assert all(r.ok for r in asyncio.run(run_batch(backend, DEMO, BatchPlan(1, 1))))
+    assert (fake_server.received[-1].body["max_completion_tokens"], "max_tokens" in fake_server.received[-1].body) == (
+        40, False)
 
 
 def test_many_runs_spread_over_small_pools_without_waiting_for_each_other(fake_server, azure_settings):

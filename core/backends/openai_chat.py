@@ -6,11 +6,12 @@ back (answers.py). Also what those providers' configs share: one API key, a base
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ from core.errors import BackendError, ConfigurationError
 from core.models import BackendInfo, Completion, RunError, RunRequest
 
 _attempts: contextvars.ContextVar[list[int]] = contextvars.ContextVar("attempts")
+# The names the answer's token limit can go under: reasoning models refuse max_tokens and take only the second.
+TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
+_token_limit: contextvars.ContextVar[str] = contextvars.ContextVar("token_limit", default=TOKEN_LIMITS[0])
 # Connections per SDK client (see _Lanes); 4 to 25 measured within 10 % of each other in CPU per request at N=1,000.
 POOL_CONNECTIONS = 8
 _NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e]")  # what an HTTP header value may not hold: controls and non-ASCII
@@ -64,12 +68,13 @@ class OpenAIChatBackend:
         return self._make_client(
             timeout=self._settings.timeout_s, max_retries=self._settings.max_retries, http_client=http_client)
 
-    def _params(self, request: RunRequest) -> dict[str, Any]:
-        """The request body, its keys in the order chat.completions.create writes them, so the bytes match too."""
+    def _params(self, request: RunRequest, token_limit: str) -> dict[str, Any]:
+        """The request body, its keys in the order chat.completions.create writes them, so the bytes match too;
+        `token_limit` names the key max_tokens goes under (both sort to the same place)."""
         logprobs = {"logprobs": True} if request.logprobs else {}
         seed = {"seed": request.seed} if request.seed is not None else {}
         top_logprobs = {"top_logprobs": request.top_logprobs} if request.logprobs else {}
-        return {"model": self._model, "messages": request.messages(), **logprobs, "max_tokens": request.max_tokens,
+        return {"model": self._model, "messages": request.messages(), **logprobs, token_limit: request.max_tokens,
                 **seed, "temperature": request.temperature, **top_logprobs, "top_p": request.top_p}
 
     async def complete(self, request: RunRequest) -> Completion:
@@ -116,7 +121,8 @@ class OpenAIChatBackend:
         lane = lanes.take()
         try:
             return await lanes.clients[lane].post("/chat/completions", cast_to=ChatCompletion,
-                                                  body=self._body(request), options=_raw_chat_options())
+                                                  body=self._body(request, _token_limit.get()),
+                                                  options=_raw_chat_options())
         finally:
             lanes.give_back(lane)
 
@@ -146,6 +152,17 @@ class OpenAIChatBackend:
         else:
             kind, message = "unexpected", f"{type(exc).__name__}: {exc}"
         return RunError(kind, message.strip(), status)
+
+
+@contextlib.contextmanager
+def sending_token_limit_as(name: str) -> Iterator[None]:
+    """Requests started inside this block (and the tasks they start) send max_tokens under `name`, one of
+    TOKEN_LIMITS; a backend that is not an HTTP endpoint has no such name and ignores it."""
+    token = _token_limit.set(name)
+    try:
+        yield
+    finally:
+        _token_limit.reset(token)
 
 
 class _Lanes:

@@ -1,13 +1,15 @@
 """What an endpoint rejects, as the probe found it, and how a request is changed so that it never sends that: a seed
-or logprobs is dropped; a temperature or top_p is sent as 1, the value the probe's baseline showed it accepts."""
+or logprobs is dropped; a temperature or top_p is sent as 1, the value the probe's baseline showed it accepts; the
+token limit goes as max_completion_tokens where max_tokens is rejected and that is accepted."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from core.backends import Backend
+from core.backends.openai_chat import TOKEN_LIMITS, sending_token_limit_as
 from core.models import BackendInfo, Completion, RunRequest
-from core.probe.findings import REJECTED, ParameterFinding, ProbeReport
+from core.probe.findings import ACCEPTED, IGNORED, REJECTED, ParameterFinding, ProbeReport
 
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0}  # what a reasoning model accepts: its default
 
@@ -15,16 +17,18 @@ DEFAULTS = {"temperature": 1.0, "top_p": 1.0}  # what a reasoning model accepts:
 @dataclass(frozen=True)
 class Capabilities:
     """The parameters an endpoint rejected, each with the server's reason; `baseline_ok` is whether it accepted
-    temperature 1 and top_p 1 (so that sending those instead is safe)."""
+    temperature 1 and top_p 1 (so that sending those instead is safe); `token_limit` the name max_tokens is sent
+    under (one of TOKEN_LIMITS)."""
 
     endpoint: BackendInfo
     rejected: tuple[ParameterFinding, ...] = ()
     baseline_ok: bool = True
+    token_limit: str = TOKEN_LIMITS[0]
 
     @classmethod
     def from_findings(cls, endpoint: BackendInfo, findings: tuple[ParameterFinding, ...],
                       baseline_ok: bool) -> Capabilities:
-        return cls(endpoint, tuple(f for f in findings if f.status == REJECTED), baseline_ok)
+        return cls(endpoint, tuple(f for f in findings if f.status == REJECTED), baseline_ok, token_limit(findings))
 
     @classmethod
     def of(cls, report: ProbeReport) -> Capabilities:
@@ -35,6 +39,14 @@ class Capabilities:
         """Why a widget for `parameter` is disabled: None when the endpoint did not reject it."""
         found = next((f for f in self.rejected if f.parameter == parameter), None)
         return found and f"This endpoint rejects {parameter} (found by the probe): {found.evidence}"
+
+
+def token_limit(findings: tuple[ParameterFinding, ...]) -> str:
+    """max_completion_tokens where max_tokens was rejected and it was not; else max_tokens, what every backend sends
+    (a probe saved before max_completion_tokens was tried has it untested)."""
+    status = {f.parameter: f.status for f in findings}
+    plain, renamed = TOKEN_LIMITS
+    return renamed if status.get(plain) == REJECTED and status.get(renamed) in (ACCEPTED, IGNORED) else plain
 
 
 def strip_rejected(request: RunRequest, capabilities: Capabilities) -> tuple[RunRequest, str | None]:
@@ -50,7 +62,9 @@ def strip_rejected(request: RunRequest, capabilities: Capabilities) -> tuple[Run
         elif parameter in DEFAULTS and capabilities.baseline_ok and getattr(request, parameter) != DEFAULTS[parameter]:
             changes[parameter] = DEFAULTS[parameter]
             left_out.append(f"{parameter} {getattr(request, parameter):g} sent as {DEFAULTS[parameter]:g}")
-    if not changes:
+    if capabilities.token_limit != TOKEN_LIMITS[0]:  # the request keeps max_tokens; the backend renames it
+        left_out.append(f"max_tokens {request.max_tokens} sent as {capabilities.token_limit}")
+    if not left_out:
         return request, None
     return replace(request, **changes), f"The endpoint rejects these (see its probe): {'; '.join(left_out)}."
 
@@ -69,5 +83,6 @@ class AdaptedBackend:
 
     async def complete(self, request: RunRequest) -> Completion:
         sent, note = strip_rejected(request, self.capabilities)
-        completion = await self.backend.complete(sent)
+        with sending_token_limit_as(self.capabilities.token_limit):
+            completion = await self.backend.complete(sent)
         return completion.noted(note) if note else completion

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.backends.openai_chat import TOKEN_LIMITS
 from core.models import BackendInfo, RunResult
 
 ACCEPTED, REJECTED, IGNORED, UNTESTED = "accepted", "rejected", "ignored", "untested"
 HONOURED, SEED_IGNORED, DETERMINISTIC, UNKNOWN = "honoured", "ignored", "deterministic regardless", "unknown"
 FIRST_DIFFERS, NO_DIFFERENCE, INCONCLUSIVE = "first answer differs", "no difference", "inconclusive"
 INVARIANT, CHANGES, UNSETTLED = "invariant", "changes", "not reproducible without load"
-SHORT_TOKENS = 2  # the max_tokens of the request that tells whether max_tokens is obeyed
+SHORT_TOKENS = 2  # the limit of the request that tells whether max_tokens (or max_completion_tokens) is obeyed
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def parameter_finding(parameter: str, result: RunResult, baseline: RunResult) ->
         if not result.logprobs:
             return ParameterFinding(parameter, IGNORED, "asked for log-probabilities; the answer carried none")
         return ParameterFinding(parameter, ACCEPTED, f"{len(result.logprobs)} tokens with their log-probabilities")
-    if parameter == "max_tokens" and result.usage and result.usage.completion_tokens > SHORT_TOKENS:
+    if parameter in TOKEN_LIMITS and result.usage and result.usage.completion_tokens > SHORT_TOKENS:
         return ParameterFinding(parameter, IGNORED, f"asked for at most {SHORT_TOKENS} tokens, got "
                                                     f"{result.usage.completion_tokens}")
     return ParameterFinding(parameter, ACCEPTED, "answered")

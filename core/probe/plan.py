@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 
+from core.backends.openai_chat import TOKEN_LIMITS
 from core.errors import InvalidRequest
 from core.models import MAX_RUNS, MAX_TOKENS_LIMIT, RunRequest, is_integer
 from core.probe.findings import SHORT_TOKENS, SkippedRung
@@ -32,7 +33,6 @@ PARAMETER_CHANGES = (
     ("top_p", {"top_p": 0.5}),
     ("seed", {"seed": SEED_A}),
     ("logprobs", {"logprobs": True, "top_logprobs": 2}),
-    ("max_tokens", {"max_tokens": SHORT_TOKENS}),
 )
 SEED_RUNS = (("seed A", SEED_A), ("seed A", SEED_A), ("seed B", SEED_B), ("no seed", None), ("no seed", None))
 
@@ -88,6 +88,10 @@ class ProbePlan:
         base = self.baseline()
         return [("baseline", base), *((name, replace(base, **change)) for name, change in PARAMETER_CHANGES)]
 
+    def token_limit_request(self) -> RunRequest:
+        """The baseline asking for SHORT_TOKENS at most: sent once per name in TOKEN_LIMITS, to see which is obeyed."""
+        return replace(self.baseline(), max_tokens=SHORT_TOKENS)
+
     def seed_requests(self) -> list[tuple[str, RunRequest]]:
         base = RunRequest(prompt=FRESH_PROMPT, temperature=1.0, max_tokens=self.max_tokens)
         return [(label, replace(base, seed=seed)) for label, seed in SEED_RUNS]
@@ -110,7 +114,8 @@ class ProbePlan:
     @property
     def fixed_requests(self) -> int:
         """The requests of the parts before the load ladder."""
-        return len(PARAMETER_CHANGES) + 1 + len(SEED_RUNS) + self.fresh_prompts * (1 + self.warm_repeats)
+        return (1 + len(PARAMETER_CHANGES) + len(TOKEN_LIMITS) + len(SEED_RUNS)
+                + self.fresh_prompts * (1 + self.warm_repeats))
 
     def rung_requests(self, background: int) -> int:
         """The requests of one rung in one pass, all in flight (or in one batch) at once."""

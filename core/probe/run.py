@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from core.backends import Backend
+from core.backends.openai_chat import TOKEN_LIMITS, sending_token_limit_as
 from core.models import RunRequest, RunResult
-from core.probe.capabilities import AdaptedBackend, Capabilities, strip_rejected
-from core.probe.findings import (ACCEPTED, IGNORED, SEED_IGNORED, UNTESTED, ColdWarmFinding, LoadFinding,
-                                 ParameterFinding, ProbeReport, SeedFinding, SkippedRung, cold_warm_finding, failure,
-                                 load_finding, load_rung, parameter_finding, sample, seed_finding, text_of)
+from core.probe.capabilities import AdaptedBackend, Capabilities, strip_rejected, token_limit
+from core.probe.findings import (ACCEPTED, IGNORED, SEED_IGNORED, ColdWarmFinding, LoadFinding, ParameterFinding,
+                                 ProbeReport, SeedFinding, SkippedRung, cold_warm_finding, failure, load_finding,
+                                 load_rung, parameter_finding, sample, seed_finding, text_of)
 from core.probe.plan import BATCH_VARIANTS, ProbePlan
 from core.runner import Holder, iter_requests
 
@@ -78,14 +79,34 @@ async def run_probe(backend: Backend, plan: ProbePlan, skipped: Sequence[Skipped
 
 async def _parameters(backend: Backend, plan: ProbePlan,
                       send: Send) -> tuple[tuple[ParameterFinding, ...], RunResult, list[Step]]:
+    """The token limit's names first: the baseline and the other parameters then go under the one the endpoint
+    takes, so that a model refusing max_tokens still shows what else it refuses."""
+    limits, limit_steps = await _token_limits(backend, plan, send)
     labelled = plan.parameter_requests()
-    results = await send(backend, [request for _, request in labelled], len(labelled))
+    with sending_token_limit_as(token_limit(limits)):
+        results = await send(backend, [request for _, request in labelled], len(labelled))
     baseline = results[0]
     findings = (*(parameter_finding(name, result, baseline) for (name, _), result in zip(labelled[1:], results[1:])),
-                ParameterFinding("max_completion_tokens", UNTESTED,
-                                 "the backends send max_tokens only, so this one is never sent"))
+                *limits)
     steps = [Step(f"parameter {name}", request, (result,)) for (name, request), result in zip(labelled, results)]
-    return findings, baseline, steps
+    return findings, baseline, [*steps, *limit_steps]
+
+
+async def _token_limits(backend: Backend, plan: ProbePlan,
+                        send: Send) -> tuple[tuple[ParameterFinding, ...], list[Step]]:
+    """One short request per name of TOKEN_LIMITS, side by side; each is the other's baseline, as the usual
+    baseline carries one of them."""
+    request = plan.token_limit_request()
+
+    async def sent_as(name: str) -> RunResult:
+        with sending_token_limit_as(name):
+            [result] = await send(backend, [request], 1)
+        return result
+
+    results = await asyncio.gather(*map(sent_as, TOKEN_LIMITS))
+    findings = tuple(parameter_finding(name, result, other)
+                     for name, result, other in zip(TOKEN_LIMITS, results, reversed(results)))
+    return findings, [Step(f"parameter {name}", request, (result,)) for name, result in zip(TOKEN_LIMITS, results)]
 
 
 def _with_seed_verdict(parameters: tuple[ParameterFinding, ...], seed: SeedFinding) -> tuple[ParameterFinding, ...]:
