@@ -50,4 +50,8 @@ if done:
                  request=done.sent.requests[0])
     saved_caption(batch.recording.experiment_id, batch.recording.save_error)
 
-cost.caption("This run: " + visit.cost_line(visit.params.runs, visit.params.max_tokens))
+try:
+    estimate = visit.estimate(visit.params.request(prompt, system, logprobs=logprobs), visit.params.runs)
+except InvalidRequest:  # nothing could be sent as the inputs stand, so there is nothing to time
+    estimate = ""
+cost.caption("This run: " + visit.cost_line(visit.params.runs, visit.params.max_tokens) + estimate)

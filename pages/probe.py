@@ -3,7 +3,7 @@ cache or the load on the server changes a seeded answer; the report card is kept
 
 import streamlit as st
 
-from core import LADDER, LOCAL_LADDER, InvalidRequest, ProbePlan, StorageError, latest_report, run_probe, save_probe
+from core import LADDER, LOCAL_LADDER, InvalidRequest, ProbePlan, StorageError, latest_report, save_probe
 from ui.html import md
 from ui.probe import show_report, skipped_lines
 from ui.results import nothing_sent, saved_caption
@@ -48,7 +48,7 @@ if plan:
             nothing_sent(exc)
         else:
             with st.spinner(f"Probing: {plan.total_requests} requests…"):
-                probe = visit.fanout.call(run_probe(visit.backend, plan, skipped, hold=visit.fanout.hold))
+                probe = visit.probe(plan, skipped)
             probe_id, save_error = None, visit.store_error
             if visit.store:
                 try:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core import Comparison, InvalidRequest, RunRequest, RunResult, diff
+from core import Comparison, InvalidRequest, RunResult, diff
 from ui.controls import DEMO_SEED, inputs_key, made_by, seed_demo_parameters
 from ui.html import diff_columns, legend, md
 from ui.live import LiveBatch, Sent, click_refused, finished_job, job_running, send_job
@@ -14,8 +14,8 @@ from ui.present import presenting
 from ui.prompts import fold_prompt, folding_prompt_box
 from ui.results import compared, nothing_sent, run_cards, stale_container, verdict_block
 from ui.resume import show_interrupted
-from ui.resources import local_backend, local_estimate
-from ui.session import Session, session
+from ui.resources import local_backend
+from ui.session import session
 from ui.verdict import contrast_line
 
 PAGE = "seed"
@@ -70,12 +70,6 @@ def _places() -> list:
     return [st.empty(), st.empty()] if presenting() else [column.empty() for column in st.columns(2)]
 
 
-def estimate(visit: Session, request: RunRequest, runs: int) -> str:
-    """“About 9 s on the embedded model” before a run, when the embedded model answers; else nothing."""
-    seconds = local_estimate(visit.backend, request, runs)
-    return "" if seconds is None else f" · about {seconds:,.0f} s on the embedded model"
-
-
 def send_pair(job: str, batches: list[LiveBatch], sent: Sent, admit, *, together: bool) -> None:
     try:
         if not send_job(job, batches, sent, admit, together=together):
@@ -115,7 +109,7 @@ request_now = None
 try:
     request_now = params.request(prompt, system)
     cost.caption("Both scenarios: " + visit.cost_line(2 * params.runs, params.max_tokens)
-                 + estimate(visit, request_now, 2 * params.runs))
+                 + visit.estimate(request_now, 2 * params.runs))
 except InvalidRequest as exc:
     cost.caption(f"Nothing can be sent yet: {md(exc)}")
 

@@ -8,24 +8,18 @@ from ui.html import md
 from ui.live import click_refused, job_running
 from ui.results import nothing_sent, saved_caption
 from ui.session import session
-from ui.suites import JOB_KEY, follow_suite, pick_suite, show_suite, start_suite
-
-MAX_RUNS_PER_PROMPT = 20
+from ui.suites import JOB_KEY, follow_suite, pick_suite, show_suite, start_suite, suite_settings
 
 visit = session()
 st.title("Suite")
 st.caption("Many prompts, each sent N times at once: the share of prompts whose N outputs are byte-identical "
            "(TARr@N), whose N extracted answers agree (TARa@N), and how much accuracy moves between runs.")
 suite = pick_suite()
-settings = st.columns(3)
-most_runs = max(2, min(MAX_RUNS_PER_PROMPT, visit.limits.max_runs))  # at least 2, so a prompt's runs can be compared
-runs = settings[0].number_input("Runs per prompt", 2, most_runs, min(5, most_runs), key="suite_runs")
-seed_text = settings[1].text_input("Seed", "42", key="suite_seed", help="A whole number, or none to send no seed.")
-temperature = settings[2].number_input("Temperature", 0.0, 2.0, 0.0, step=0.1, key="suite_temperature")
+runs, seed_text, temperature = suite_settings(visit)
 
 plan = None
 try:
-    plan = SuitePlan(runs=int(runs), concurrency=visit.params.concurrency, temperature=temperature,
+    plan = SuitePlan(runs=runs, concurrency=visit.params.concurrency, temperature=temperature,
                      top_p=visit.params.top_p, max_tokens=visit.params.max_tokens, seed=parse_seed(seed_text))
 except InvalidRequest as exc:
     st.error(f"Nothing can be sent yet: {md(exc)}")

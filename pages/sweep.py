@@ -7,7 +7,7 @@ import streamlit as st
 from core import InvalidRequest, SweepPlan, parse_seeds
 from ui.html import md
 from ui.live import LiveBatch, click_refused, job_running, live_cells, start_job
-from ui.controls import rejections
+from ui.controls import rejections, what_runs_prove
 from ui.prompts import prompt_box
 from ui.results import nothing_sent, saved_caption
 from ui.session import session
@@ -29,6 +29,7 @@ seeds_text = settings[1].text_input("Seeds", "42, none", key="sweep_seeds",
                                     help="Comma-separated whole numbers; 'none' is a series without a seed.")
 most_runs = max(2, min(MAX_RUNS_PER_CELL, visit.limits.max_runs))  # at least 2, so a cell can be compared
 runs = settings[2].number_input("Runs per cell", 2, most_runs, min(5, most_runs), key="sweep_runs")
+st.caption(what_runs_prove(runs))  # the runs-needed planner, where N is picked
 rejections(visit.capabilities, "temperature", "seed")  # such cells are sent as the endpoint accepts, with a note
 
 plan = base = None

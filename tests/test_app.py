@@ -298,10 +298,12 @@ def test_seed_page_uses_42_and_has_no_seed_widget(scripted):
     assert {r.seed for r in backend.calls} == {None, 42}
 
 
-def test_without_configuration_the_embedded_model_answers_with_a_note():
+def test_without_configuration_the_embedded_model_answers_with_a_note_and_an_estimate():
     at = experiment()
     assert at.selectbox(key="backend").value == "local"
     assert any("embedded model answers, offline" in plain(i.value) for i in at.sidebar.info)
+    [cost] = [c for c in captions(at) if c.startswith("This run: ")]
+    assert re.search(r"This run: 5 requests.* · about [\d,]+ s on the embedded model$", cost)
     at.slider(key="runs").set_value(2)
     at.number_input(key="max_tokens").set_value(8)
     at.button(key="run").click().run()
@@ -313,6 +315,8 @@ def test_without_configuration_the_embedded_model_answers_with_a_note():
 def test_loopback_azure_deployment_end_to_end(azure):
     at = experiment()
     assert at.selectbox(key="backend").value == "azure"
+    [cost] = [c for c in captions(at) if c.startswith("This run: ")]
+    assert cost.endswith("600 of 600 requests left this hour")  # no estimate: only the embedded model is timed
     sidebar_text = plain("\n".join(m.value for m in at.sidebar.markdown))
     assert "gpt-test" in sidebar_text and "2024-06-01" in sidebar_text and "127.0.0.1" in sidebar_text
     assert "Key: set" in sidebar_text

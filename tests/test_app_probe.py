@@ -4,6 +4,9 @@ chart's data and the history item."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import re
 
 import psycopg
 import pytest
@@ -48,7 +51,7 @@ def test_the_cost_shows_and_nothing_is_sent_before_confirmation(scripted, monkey
     at = probe_page()
     shown = " ".join(captions(at))
     # A cap of 16 requests in flight keeps K=0 and K=4 of the default ladder with 8 copies.
-    assert "This probe: 43 requests (23 for parameters, seed and cold vs warm; load ladder K=0,4: 8 + 12)" in shown
+    assert "This probe: 44 requests (24 for parameters, seed and cold vs warm; load ladder K=0,4: 8 + 12)" in shown
     assert "K=16 is left out: 24 in flight is over the cap of 16." in shown
     assert at.button(key="run_probe").disabled
     at.checkbox(key="probe_confirm").check().run()
@@ -64,7 +67,7 @@ def test_a_probe_shows_its_report_card_and_is_saved(scripted, tmp_path):
     at.checkbox(key="probe_confirm").check().run()
     at.button(key="run_probe").click().run()
     assert not at.exception
-    assert len(backend.calls) == 6 + 5 + 12 + 2 + 4
+    assert len(backend.calls) == 7 + 5 + 12 + 2 + 4
     summary = plain(at.success[0].value)
     assert "seed honoured · rejects temperature · cold vs warm: no difference · invariant up to K=2" in summary
     card = at.dataframe[0].value
@@ -75,6 +78,37 @@ def test_a_probe_shows_its_report_card_and_is_saved(scripted, tmp_path):
     assert row.kind == "probe"
     at.run()  # a rerun shows the last probe of this endpoint before the next one
     assert any(c.startswith("Last probe of this endpoint: compatible scripted-model") for c in captions(at))
+
+
+@pytest.fixture
+def event_log(caplog):
+    """What the "repro.events" logger writes while the test runs (it does not propagate to caplog's root handler)."""
+    events = logging.getLogger("repro.events")
+    events.addHandler(caplog.handler)
+    yield caplog
+    events.removeHandler(caplog.handler)
+
+
+def test_a_probe_writes_one_json_line_with_its_requests_and_never_the_key(azure, event_log, monkeypatch):
+    azure.reasoning = True
+    monkeypatch.setenv("REPRO_LOG_PROMPTS", "1")  # a probe's line carries no prompt even so: its prompts are many
+    at = probe_page()
+    at.number_input(key="probe_runs").set_value(2)
+    at.multiselect(key="probe_ladder").set_value([0, 2])
+    at.checkbox(key="probe_confirm").check().run()
+    at.button(key="run_probe").click().run()
+    assert not at.exception
+    [line] = [record.getMessage() for record in event_log.records if record.name == "repro.events"]
+    event = json.loads(line)
+    [cost] = [c for c in captions(at) if c.startswith("This probe: ")]
+    sent = int(re.match(r"This probe: (\d+) requests", cost)[1])  # the load ladder's background requests too
+    assert (event["kind"], event["who"], event["outcome"]) == (
+        "probe", f"session:{at.session_state['session_identity']}", "complete")
+    assert (event["runs_planned"], event["runs_received"], event["cost"]["requests"]) == (sent, sent, sent)
+    assert (event["backend"]["provider"], event["backend"]["model"]) == ("azure", "gpt-test")
+    assert event["failed"] >= 2 and event["errors"] == {"bad_request": event["failed"]}  # temperature, top_p
+    assert event["duration_s"] > 0 and "request" not in event
+    assert azure.api_key not in line and "In one sentence" not in line
 
 
 def _report(load, load_control=None) -> ProbeReport:
@@ -100,10 +134,10 @@ def test_the_load_chart_has_a_line_per_variant_of_the_embedded_engine():
         ("shared cells", 0, 2, "changed"), ("shared cells", 4, 2, "changed")]
 
 
-def test_on_the_embedded_engine_the_ladder_is_the_local_one_and_the_cost_counts_both_variants():
+def test_on_the_embedded_engine_the_ladder_is_the_local_one_and_the_cost_counts_both_variants(event_log):
     at = probe_page()  # no provider configured: the embedded engine
     assert at.multiselect(key="probe_ladder").value == list(LOCAL_LADDER)
-    assert ("This probe: 116 requests (23 for parameters, seed and cold vs warm; 1 of R alone, then load ladder "
+    assert ("This probe: 117 requests (24 for parameters, seed and cold vs warm; 1 of R alone, then load ladder "
             "K=0,2,4,8: 8 + 10 + 12 + 16 for each of isolated cells and shared cells)") in " ".join(captions(at))
     at.number_input(key="probe_runs").set_value(2)
     at.multiselect(key="probe_ladder").set_value([0])
@@ -116,7 +150,12 @@ def test_on_the_embedded_engine_the_ladder_is_the_local_one_and_the_cost_counts_
     assert any(line.startswith("**isolated cells: ") for line in shown)
     assert any(line.startswith("**shared cells: ") for line in shown)
     at.run()
-    assert before - _requests_left(at) == 23 + 1 + 2 * 2  # R alone, then K=0 once per variant
+    assert before - _requests_left(at) == 24 + 1 + 2 * 2  # R alone, then K=0 once per variant
+    # The events line counts the requests sent; the ladder is decoded in one batch on this machine, not sent.
+    [line] = [record.getMessage() for record in event_log.records if record.name == "repro.events"]
+    event = json.loads(line)
+    assert (event["kind"], event["outcome"], event["runs_planned"], event["cost"]["requests"]) == (
+        "probe", "complete", 24, 24)
 
 
 def _requests_left(at: AppTest) -> int:

@@ -18,6 +18,7 @@ from core.analysis.scores import summarize_suite
 from core.history import HistoryLocation, open_store
 from core.suite import SuitePrompt
 from tests.apptest import APP, captions, plain
+from tests.test_app_probe import probed_reasoning_server  # noqa: F401 - a fixture: a probe that rejects temperature
 from ui.live import JOB
 from ui.suites import verdict_html
 from ui.verdict import STALE_LABEL
@@ -257,3 +258,27 @@ def test_the_suite_name_is_escaped_in_the_verdict():
     block = verdict_html(SuiteRun(suite, SuitePlan(runs=2), BackendInfo("azure", "gpt-test"), (runs,)),
                          summarize_suite(suite.prompts, (runs,), 2))
     assert "<img" not in block and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;.jsonl: 1 prompt" in block
+
+
+def test_the_runs_needed_planner_is_under_runs_per_prompt(scripted):
+    scripted(open_answers)
+    at = suite_page()
+    at.number_input(key="suite_runs").set_value(3).run()
+    assert ("If all 3 agree: fewer than 63.2 % of requests diverge (95 %). To show fewer than 1 %: 299 runs."
+            in captions(at))
+
+
+def test_a_temperature_the_endpoint_rejects_is_disabled_with_the_reason_and_sent_as_it_accepts(
+        probed_reasoning_server):
+    at = suite_page()
+    temperature = at.number_input(key="suite_temperature")
+    assert temperature.disabled and temperature.value == 1.0
+    reason = "This endpoint rejects temperature (found by the probe): The server rejected the request (400)"
+    assert plain(temperature.help).startswith(reason)
+    assert any(c.startswith(reason) for c in captions(at))
+    assert not at.text_input(key="suite_seed").disabled  # the seed was accepted
+    at.number_input(key="suite_runs").set_value(2).run()
+    at.button(key="run_suite").click().run()
+    assert not at.exception
+    bodies = [r.body for r in probed_reasoning_server.received]
+    assert len(bodies) == 2 * 20 and {b.get("temperature", 1) for b in bodies} == {1}  # 20 prompts, twice

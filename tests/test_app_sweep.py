@@ -199,3 +199,11 @@ def test_a_click_while_the_sweep_runs_sends_nothing_twice_and_counts_no_quota(sc
     assert "this click sent nothing and took nothing from your quota" in plain(at.warning[0].value)
     assert list(at.dataframe[-1].value["Unique"]) == [1, 3, 1, 3]
     assert "588 of 600 requests left this hour" in " ".join(captions(at))
+
+
+def test_the_runs_needed_planner_is_under_runs_per_cell(scripted):
+    scripted(by_cell)
+    at = sweep_page()
+    at.number_input(key="sweep_runs").set_value(4).run()
+    assert ("If all 4 agree: fewer than 52.7 % of requests diverge (95 %). To show fewer than 1 %: 299 runs."
+            in captions(at))

@@ -67,8 +67,9 @@ def no_parameters(limits: Limits, backend: str, capabilities: Capabilities | Non
                   min(DEFAULT_RUNS, limits.max_runs), 1)
 
 
-def _rejection(capabilities: Capabilities | None, parameter: str) -> str | None:
-    """Why the endpoint's latest probe says it rejects `parameter`, made inert for markdown; None if it does not."""
+def rejection(capabilities: Capabilities | None, parameter: str) -> str | None:
+    """Why the endpoint's latest probe says it rejects `parameter`, made inert for markdown (a disabled widget's help
+    and caption); None if it does not."""
     reason = capabilities.reason(parameter) if capabilities else None
     return reason and md(reason)
 
@@ -76,7 +77,7 @@ def _rejection(capabilities: Capabilities | None, parameter: str) -> str | None:
 def _seed(capabilities: Capabilities | None) -> tuple[int | None, str | None]:
     """The seed box: no seed when the toggle is off or the endpoint rejects seeds; else the parsed seed, or why it
     does not parse."""
-    rejected = _rejection(capabilities, "seed")
+    rejected = rejection(capabilities, "seed")
     use_seed = st.toggle("Fixed seed", value=True, key="use_seed", disabled=bool(rejected), help=rejected)
     text = st.text_input("Seed", str(DEMO_SEED), key="seed", disabled=bool(rejected) or not use_seed,
                          help=rejected or "Any whole number in the signed 64-bit range.")
@@ -93,7 +94,7 @@ def _seed(capabilities: Capabilities | None) -> tuple[int | None, str | None]:
 def _sampling_slider(label: str, parameter: str, bounds: tuple[float, float], default: float,
                      capabilities: Capabilities | None) -> float:
     """A temperature or top_p slider; disabled at the value the endpoint accepts when its probe found it rejected."""
-    rejected = _rejection(capabilities, parameter)
+    rejected = rejection(capabilities, parameter)
     if not rejected:
         return st.slider(label, *bounds, default, step=0.05, key=parameter)
     st.slider(label, *bounds, DEFAULTS[parameter], step=0.05, key=parameter, disabled=True, help=rejected)
@@ -126,13 +127,13 @@ def seed_demo_parameters(limits: Limits, backend: str, capabilities: Capabilitie
 
 def rejections(capabilities: Capabilities | None, *parameters: str) -> None:
     """A caption for each of `parameters` the endpoint rejects (for a page that sets them itself, as Sweep does)."""
-    for rejected in filter(None, (_rejection(capabilities, parameter) for parameter in parameters)):
+    for rejected in filter(None, (rejection(capabilities, parameter) for parameter in parameters)):
         st.caption(rejected)
 
 
 def logprobs_toggle(capabilities: Capabilities | None) -> bool:
     """The log-probabilities toggle (Experiment); off and disabled when the endpoint's probe found them rejected."""
-    rejected = _rejection(capabilities, "logprobs")
+    rejected = rejection(capabilities, "logprobs")
     chosen = st.toggle("Log-probabilities (top 5)", key="logprobs", disabled=bool(rejected),
                        help=rejected or LOGPROBS_HELP)
     if rejected:

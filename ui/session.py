@@ -4,6 +4,7 @@ that chooses them; a Session admits, runs and sweeps, never sending what the end
 from __future__ import annotations
 
 import operator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 
 import streamlit as st
@@ -11,16 +12,16 @@ from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.pages_manager import PagesManager
 
 from core import (LOCAL_MODES, AdaptedBackend, Backend, BatchPlan, Capabilities, Cell, Fanout, InvalidRequest, Limits,
-                  Recorder, Recording, ReproError, RunRequest, RunResult, Settings, Store, Suite, SuitePlan, SweepPlan,
-                  latest_report, load_settings, provider, read_access, read_history, read_limits, read_sources,
-                  record_suite, stream_suite)
+                  Probe, ProbePlan, Recorder, Recording, ReproError, RunRequest, RunResult, Settings, SkippedRung,
+                  Store, Suite, SuitePlan, SweepPlan, latest_report, load_settings, provider, read_access,
+                  read_history, read_limits, read_sources, record_suite, run_probe, stream_suite)
 from core.policy import QuotaLedger
-from core.shared import Experiment, prompts_opted_in
+from core.shared import Experiment, logged, prompts_opted_in
 from ui.controls import Controls, Params, no_parameters, requests_in_flight
 from ui.gate import require_access
 from ui.html import STYLE, md
 from ui.present import presentation_toggle
-from ui.resources import app_secrets, backend_for, fanout_for, quota_for, store_for
+from ui.resources import app_secrets, backend_for, fanout_for, local_estimate, quota_for, store_for
 
 NAVIGATED = "navigated"  # set by app.py once its st.navigation has run in this session
 _RESULT = operator.itemgetter(1)  # a sweep's and a suite's items are (cell or prompt, result) pairs
@@ -29,7 +30,8 @@ _RESULT = operator.itemgetter(1)  # a sweep's and a suite's items are (cell or p
 @dataclass(frozen=True)
 class Session:
     """The visitor's session as the sidebar set it up: the backend (None when it is misconfigured), the run
-    parameters, limits, quota and the history; it admits, runs and sweeps, each logged as one JSON line for `who`."""
+    parameters, limits, quota and the history; it admits, and runs batches, sweeps, suites and probes, each logged as
+    one JSON line for `who`."""
 
     backend: Backend | None
     params: Params
@@ -71,6 +73,29 @@ class Session:
         requests = len(suite.prompts) * plan.runs
         return recording.logged(self._event(recording, self.backend, None, requests, "suite"), _RESULT)
 
+    def probe(self, plan: ProbePlan, skipped: tuple[SkippedRung, ...] = ()) -> Probe:
+        """Probe the backend's own endpoint (nothing adapted) under the shared cap, logged as one JSON line (kind
+        "probe") that counts every request the probe sent. The embedded engine decodes its load ladder in one batch,
+        not as requests, so its line counts the requests before the ladder."""
+        sent: list[RunResult] = []
+        probes: list[Probe] = []
+        hold = self.fanout.hold
+
+        # Every attempt of the probe's runner passes here, the load's background requests too (the Probe keeps none).
+        async def counted(attempt: Callable[[], Awaitable[RunResult]]) -> RunResult:
+            result = await (hold(attempt) if hold else attempt())
+            sent.append(result)
+            return result
+
+        def results() -> Iterator[RunResult]:
+            probes.append(self.fanout.call(run_probe(self.backend, plan, skipped, hold=counted)))
+            yield from sent
+
+        planned = plan.fixed_requests if plan.in_batch else plan.total_requests
+        list(logged(Experiment(self.who, self.backend.info, None, planned, kind="probe",
+                               log_prompt=self.log_prompts), results()))
+        return probes[0]
+
     def _adapted(self, backend: Backend) -> Backend:
         """`backend`, sending nothing its endpoint rejects when a probe of that very endpoint found something."""
         caps = self.capabilities
@@ -83,6 +108,12 @@ class Session:
         """What the events log says about `recording` once its results stop (core.shared.events)."""
         return Experiment(self.who, backend.info, request, requests, kind=kind, experiment_id=recording.experiment_id,
                           log_prompt=self.log_prompts)
+
+    def estimate(self, request: RunRequest, runs: int) -> str:
+        """“ · about 9 s on the embedded model”, to append to a cost line before a run, when the embedded model
+        answers; else nothing."""
+        seconds = local_estimate(self.backend, request, runs)
+        return "" if seconds is None else f" · about {seconds:,.0f} s on the embedded model"
 
     def cost_line(self, requests: int, max_tokens: int) -> str:
         return f"{requests:,} requests, at most {requests * max_tokens:,} completion tokens · {self.quota_line()}"

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import InvalidRequest, Recording, RunResult, Suite, SuitePlan, SuiteRun, load_suite, parse_suite
+from core import Capabilities, InvalidRequest, Recording, RunResult, Suite, SuitePlan, SuiteRun, load_suite, parse_suite
 from core.analysis.scores import AccuracySpread, PromptScore, SuiteSummary
 from core.analysis.statistics import Proportion
-from ui.controls import Params
+from core.probe.capabilities import DEFAULTS
+from ui.controls import Params, rejection, rejections, what_runs_prove
 from ui.controls import made_by as parameters_line
 from ui.html import md
 from ui.live import LiveBatch, follow_pairs, start_job
@@ -24,6 +25,7 @@ from ui.results import show_results
 from ui.session import Session
 from ui.verdict import stale_container
 
+MAX_RUNS_PER_PROMPT = 20
 SHIPPED = Path(__file__).resolve().parent.parent / "suites"
 SUITE_FORMATS = ("jsonl", "csv")
 MAX_SUITE_MB = 2  # 1,000 prompts (the most the request cap allows, at 2 runs each) of 2,000 characters
@@ -78,6 +80,38 @@ def _uploaded() -> Suite | None:
         st.caption(FORMAT_HELP)
         return None
     return uploaded_suite(upload.name, upload.getvalue())
+
+
+def suite_settings(visit: Session) -> tuple[int, str, float]:
+    """Runs per prompt (with what they would prove), the seed box's text and the temperature. A parameter the
+    endpoint's latest probe found rejected is disabled with the reason and set as the endpoint accepts it."""
+    columns = st.columns(3)
+    most_runs = max(2, min(MAX_RUNS_PER_PROMPT, visit.limits.max_runs))  # at least 2: a prompt's runs are compared
+    runs = columns[0].number_input("Runs per prompt", 2, most_runs, min(5, most_runs), key="suite_runs")
+    with columns[1]:
+        seed_text = _seed_text(visit.capabilities)
+    with columns[2]:
+        temperature = _temperature(visit.capabilities)
+    st.caption(what_runs_prove(runs))  # the runs-needed planner, where N is picked
+    return int(runs), seed_text, temperature
+
+
+def _seed_text(capabilities: Capabilities | None) -> str:
+    """The seed box; "none" (no seed is sent) when the endpoint rejects seeds."""
+    rejected = rejection(capabilities, "seed")
+    text = st.text_input("Seed", "42", key="suite_seed", disabled=bool(rejected),
+                         help=rejected or "A whole number, or none to send no seed.")
+    rejections(capabilities, "seed")
+    return "none" if rejected else text
+
+
+def _temperature(capabilities: Capabilities | None) -> float:
+    """The temperature box; the one the endpoint accepts when it rejects others."""
+    rejected = rejection(capabilities, "temperature")
+    chosen = st.number_input("Temperature", 0.0, 2.0, DEFAULTS["temperature"] if rejected else 0.0, step=0.1,
+                             key="suite_temperature", disabled=bool(rejected), help=rejected)
+    rejections(capabilities, "temperature")
+    return DEFAULTS["temperature"] if rejected else chosen
 
 
 def admit_suite(visit: Session, suite: Suite, plan: SuitePlan) -> None:
