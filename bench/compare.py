@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.analysis.compare import compare, count_fingerprints, group_outputs  # noqa: E402
+from core.analysis.tree import divergence_tree  # noqa: E402
 from core.analysis.diff import (  # noqa: E402
     REFINE_MAX_CHARS,
     REFINE_MIN_SIMILARITY,
@@ -202,6 +203,12 @@ def _timed(fast: Callable[[], object], slow: Callable[[], object], rounds: int =
     return fast_ms, slow_ms
 
 
+def _ms(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) * 1000
+
+
 def main() -> None:
     texts = batch()
     results = [RunResult(index=k, latency_ms=0.0, text=text, system_fingerprint="fp") for k, text in enumerate(texts)]
@@ -213,6 +220,8 @@ def main() -> None:
     # SequenceMatcher's ratio is greedy, not a longest common subsequence, so it can only come out lower.
     gap = max(x - y for row_x, row_y in zip(ours["matrix"], baseline["matrix"]) for x, y in zip(row_x, row_y))
 
+    tree_ms = [_ms(lambda: divergence_tree(results)) for _ in range(3)]
+    print(f"divergence tree of the same {len(results)} runs: median {statistics.median(tree_ms):.1f} ms")
     fast, slow = _timed(lambda: rapidfuzz_analysis(results), lambda: difflib_analysis(results))
     fast_ms, slow_ms = statistics.median(fast), statistics.median(slow)
     print(f"rapidfuzz: median {fast_ms:.1f} ms, best {min(fast):.1f} ms over {len(fast)} analyses")
@@ -228,6 +237,7 @@ def main() -> None:
         "difflib_ms": round(slow_ms, 1),
         "speedup": round(slow_ms / fast_ms, 1),
         "max_similarity_gap": round(gap, 4),
+        "divergence_tree_ms": round(statistics.median(tree_ms), 1),
         "meets_time_target": fast_ms <= TARGET_MS,
         "meets_speedup_target": slow_ms / fast_ms >= TARGET_SPEEDUP,
     }

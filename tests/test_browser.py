@@ -67,7 +67,11 @@ def serve_app(folder: Path, env: dict[str, str]):
         yield url
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:  # a busy machine: what matters below is the log, not a clean exit
+            process.kill()
+            process.wait()
     assert env.get("OPENAI_API_KEY", "\0") not in log.read_text(), "the key reached the app's log"
 
 

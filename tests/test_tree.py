@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 from core.analysis.compare import compare
 from core.analysis.diff import tokenize
@@ -205,18 +204,3 @@ def test_every_run_is_rebuilt_from_its_path_and_the_root_matches_compare():
             check(child)
 
     check(tree)
-
-
-def test_fifty_runs_of_four_thousand_characters_well_under_100_ms():
-    runs = long_runs()
-    divergence_tree(runs)
-    best = min(_timed(lambda: divergence_tree(runs)) for _ in range(3))
-    assert best < 0.1, f"{best * 1000:.0f} ms"
-    plain = [RunResult(index=r.index, latency_ms=1.0, text=r.text) for r in runs]
-    assert min(_timed(lambda: divergence_tree(plain)) for _ in range(3)) < 0.1
-
-
-def _timed(work) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
