@@ -171,7 +171,7 @@ def test_another_visitor_does_not_wait_behind_them():
     time.sleep(0.05)
     started = time.monotonic()
     assert not log.attempt("ip:10.0.0.8", "wrong", "right")
-    assert time.monotonic() - started < 0.3  # the other visitor's line lasts a whole second
+    assert time.monotonic() - started < 0.6  # the other visitor's line lasts a whole second
     waiting.join()
 
 

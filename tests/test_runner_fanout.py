@@ -52,7 +52,7 @@ def test_two_fanouts_do_not_share_a_cap(fake_server, azure_settings, limits):
 
 
 def test_closing_a_fanout_stops_its_thread_and_cancels_what_it_still_holds(fake_server, azure_settings):
-    fake_server.latency_s = 0.5
+    fake_server.latency_s = 2.0
     fanout = Fanout(2)
     assert not fanout.running  # started on first use, not before
     results = fanout.runs(make_backend(azure_settings), RunRequest(prompt="p"), BatchPlan(6, 6))
@@ -61,7 +61,7 @@ def test_closing_a_fanout_stops_its_thread_and_cancels_what_it_still_holds(fake_
     thread = fanout._thread
     started = time.perf_counter()
     fanout.close()
-    assert time.perf_counter() - started < 0.4  # the shielded requests were cancelled, not waited for
+    assert time.perf_counter() - started < 1.0  # the shielded requests (2 s) were cancelled, not waited for
     assert not thread.is_alive() and not fanout.running
     with pytest.raises(RuntimeError, match="closed"):
         list(fanout.runs(make_backend(azure_settings), RunRequest(prompt="p"), BatchPlan(1, 1)))
