@@ -53,8 +53,8 @@ def backend_for(settings: Settings) -> Backend:
 
 @st.cache_resource(show_spinner=False)
 def _cached_store(_location: HistoryLocation, masked: str) -> Store:
-    """One store per location per process (it opens a connection per call, so sessions may share it); keyed by
-    the masked location, so no password is kept as a cache key."""
+    """One store per location per process (each call borrows a connection of the process's pool, so sessions may
+    share it); keyed by the masked location, so no password is kept as a cache key."""
     return open_store(_location)
 
 

@@ -1,9 +1,16 @@
 """History in PostgreSQL through psycopg 3, for hosts whose disk does not outlive a restart: DATABASE_URL read without
-ever showing its password, and NUL (which PostgreSQL's text cannot hold) kept through an escape."""
+ever showing its password, NUL (which PostgreSQL's text cannot hold) kept through an escape, and the process's one
+connection pool per database, which the history and the shared limits (core.shared) both draw from."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
+import hashlib
+import json
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -12,11 +19,14 @@ import psycopg
 import psycopg.adapt
 import psycopg.conninfo
 import psycopg.types.string
+import psycopg_pool
 
 from core.errors import ConfigurationError, StorageError, redact
 from core.history.sql import SQLStore
 
 CONNECT_TIMEOUT_S = 10
+POOL_SIZE = 10
+WAIT_FOR_CONNECTION_S = 10.0
 _SCHEMA_LOCK = 0x52455052  # PostgreSQL advisory lock that serialises migrations of one database
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _QUERY_PASSWORD = re.compile(r"[?&]password=([^&#]*)")
@@ -81,6 +91,11 @@ class DatabaseUrl:
         """`text` with every form of the password replaced by ***."""
         return redact(text, self.secrets)
 
+    @functools.cached_property
+    def key(self) -> str:
+        """Which database and credentials this is, as a digest: the key of its pool, which keeps no password."""
+        return hashlib.sha256(json.dumps([self.settings, self.password], sort_keys=True).encode()).hexdigest()
+
 
 # Noncharacters, reserved by Unicode for internal uses like this one: only a search for one of them (which nobody
 # types) could match half of an escaped pair.
@@ -119,8 +134,53 @@ _NUL_SAFE.register_dumper(str, _NulSafeDumper)
 _NUL_SAFE.register_loader("text", _NulSafeLoader)
 
 
+def connection_settings(database: DatabaseUrl) -> dict[str, Any]:
+    """psycopg.connect's arguments for `database`: the password apart from the URL, and NUL escaped both ways (a no-op
+    for the shared limits, whose texts are digests and host names)."""
+    return {"connect_timeout": CONNECT_TIMEOUT_S, **database.settings, "password": database.password,
+            "context": _NUL_SAFE}
+
+
+def new_pool(database: DatabaseUrl, *, timeout_s: float = WAIT_FOR_CONNECTION_S) -> psycopg_pool.ConnectionPool:
+    """A pool of up to POOL_SIZE connections to `database`, filling in the background; `timeout_s` bounds each wait.
+
+    Each connection is checked as it is lent (psycopg_pool's "connection quality" advice), so one the server dropped
+    (a restart, an idle timeout) is replaced instead of failing the call; the pool rolls back any transaction left
+    open in a connection given back.
+    """
+    pool = psycopg_pool.ConnectionPool(kwargs=connection_settings(database), min_size=1, max_size=POOL_SIZE,
+                                       open=False, timeout=timeout_s,
+                                       check=psycopg_pool.ConnectionPool.check_connection, name="repro")
+    pool.open(wait=False)
+    return pool
+
+
+_pools: dict[str, psycopg_pool.ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def process_pool(database: DatabaseUrl) -> psycopg_pool.ConnectionPool:
+    """This process's one pool for `database`: a replica keeps one per DATABASE_URL, for its history and its limits."""
+    with _pools_lock:
+        if database.key not in _pools:
+            _pools[database.key] = new_pool(database)
+        return _pools[database.key]
+
+
+def close_process_pools() -> None:
+    """Close every pool process_pool has opened; the next call opens a new one."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+atexit.register(close_process_pools)  # else each pool's finaliser stops its workers at exit, a second or two later
+
+
 class PostgresStore(SQLStore):
-    """History in PostgreSQL through psycopg 3; every connection escapes NUL on the way in and out."""
+    """History in PostgreSQL through psycopg 3: each call borrows a connection of the process's pool for the database,
+    and every connection escapes NUL on the way in and out."""
 
     _placeholder = "%s"
     _driver_error = psycopg.Error
@@ -129,9 +189,11 @@ class PostgresStore(SQLStore):
         self.database = DatabaseUrl.parse(url)
         self._migrate()
 
-    def _open(self) -> psycopg.Connection:
-        settings = {"connect_timeout": CONNECT_TIMEOUT_S, **self.database.settings, "password": self.database.password}
-        return psycopg.connect(context=_NUL_SAFE, **settings)
+    def _open(self) -> contextlib.AbstractContextManager[psycopg.Connection]:
+        return process_pool(self.database).connection()
+
+    def _open_alone(self) -> psycopg.Connection:
+        return psycopg.connect(**connection_settings(self.database))
 
     def _failed(self, exc: Exception) -> StorageError:
         failed = f"The history database at {self.database.masked} failed: {type(exc).__name__}: {exc}"

@@ -94,7 +94,8 @@ class SQLStore(Store):
     """The Store over a DB-API connection; subclasses say how to connect, their placeholder, their driver's error
     class and the migration lock.
 
-    The SQL is written with `?` placeholders; each call opens and closes its own connection, so any thread may call.
+    The SQL is written with `?` placeholders; each call holds a connection of its own (opened, or borrowed from a
+    pool) for one transaction, so any thread may call.
     """
 
     _placeholder: ClassVar[str] = "?"
@@ -102,13 +103,20 @@ class SQLStore(Store):
 
     @abstractmethod
     def _open(self) -> contextlib.AbstractContextManager[Any]:
-        """A connection that commits when the block succeeds, rolls back when it raises, and closes."""
+        """A connection that commits when the block succeeds, rolls back when it raises, and is then closed or given
+        back to its pool."""
+
+    def _open_alone(self) -> contextlib.AbstractContextManager[Any]:
+        """_open, but a connection opened for this block only: the migration's, so a database that cannot be reached
+        says why at once."""
+        return self._open()
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[Any]:
-        """_open, with the driver's errors (and values it cannot store) turned into a StorageError."""
+    def _connect(self, *, alone: bool = False) -> Iterator[Any]:
+        """_open (_open_alone when `alone`), with the driver's errors (and values it cannot store) turned into a
+        StorageError."""
         try:
-            with self._open() as conn:
+            with self._open_alone() if alone else self._open() as conn:
                 yield conn
         except (self._driver_error, UnicodeEncodeError, OverflowError) as exc:
             raise self._failed(exc) from None
@@ -128,7 +136,7 @@ class SQLStore(Store):
         return conn.execute(self._sql(sql), params)
 
     def _migrate(self) -> None:
-        with self._connect() as conn:
+        with self._connect(alone=True) as conn:
             self._lock_schema(conn)
             self._execute(conn, "CREATE TABLE IF NOT EXISTS schema_version "
                                 "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")

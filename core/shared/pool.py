@@ -1,4 +1,5 @@
-"""One psycopg_pool per process and database for the limits every replica shares, and the tables they live in.
+"""The limits every replica shares, on the process's one psycopg_pool per database (core.history.postgres.process_pool,
+which the history draws from too), and the tables they live in.
 
 The password is handed to libpq apart from the URL (core.history.postgres.DatabaseUrl), and every failure becomes a
 StorageError that shows the URL masked and never the password.
@@ -16,10 +17,17 @@ import psycopg
 import psycopg_pool
 
 from core.errors import StorageError
-from core.history.postgres import CONNECT_TIMEOUT_S, DatabaseUrl
+from core.history.postgres import (
+    POOL_SIZE,
+    WAIT_FOR_CONNECTION_S,
+    DatabaseUrl,
+    close_process_pools,
+    connection_settings,
+    new_pool,
+    process_pool,
+)
 
-POOL_SIZE = 10
-WAIT_FOR_CONNECTION_S = 10.0
+__all__ = ["POOL_SIZE", "SharedDatabase", "close_pools", "open_database", "shared_database", "visitor_key"]
 _SCHEMA_LOCK = 0x52455053  # advisory lock serialising the creation of these tables (the history uses 0x52455052)
 
 SCHEMA = (
@@ -79,42 +87,41 @@ def _failed(database: DatabaseUrl, exc: Exception) -> StorageError:
     return StorageError(database.scrub(f"The database at {database.masked} failed: {words}"))
 
 
-_pools: dict[str, SharedDatabase] = {}
-_pools_lock = threading.Lock()
+_with_tables: dict[str, SharedDatabase] = {}  # by DatabaseUrl.key: the databases whose tables this process created
+_with_tables_lock = threading.Lock()
 
 
 def shared_database(url: str) -> SharedDatabase:
-    """The process's pool for `url` (DATABASE_URL), its tables created on first use: ConfigurationError for a URL
-    that cannot be read, StorageError when the database fails."""
-    key = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()  # no password kept, even in memory keys
-    with _pools_lock:
-        if key not in _pools:
-            _pools[key] = open_database(url)
-        return _pools[key]
+    """The limits on the process's pool for `url` (DATABASE_URL), their tables created on first use:
+    ConfigurationError for a URL that cannot be read, StorageError when the database fails."""
+    database = DatabaseUrl.parse(url)
+    with _with_tables_lock:
+        if database.key not in _with_tables:
+            _create_tables(database)
+            _with_tables[database.key] = SharedDatabase(database, process_pool(database))
+        return _with_tables[database.key]
 
 
 def open_database(url: str, *, timeout_s: float = WAIT_FOR_CONNECTION_S) -> SharedDatabase:
-    """A new pool for `url` with its tables created (shared_database keeps one per process; a test opens several,
-    one per replica it plays); `timeout_s` bounds each wait for a connection."""
+    """The limits on a new pool of their own for `url`, their tables created (shared_database shares the process's
+    pool; a test opens several, one per replica it plays); `timeout_s` bounds each wait for a connection."""
     database = DatabaseUrl.parse(url)
-    settings = {"connect_timeout": CONNECT_TIMEOUT_S, **database.settings, "password": database.password}
-    try:  # on a connection of its own, so a database that cannot be reached says why at once, not after timeout_s
-        with psycopg.connect(**settings) as conn:
+    _create_tables(database)
+    return SharedDatabase(database, new_pool(database, timeout_s=timeout_s))
+
+
+def _create_tables(database: DatabaseUrl) -> None:
+    try:  # on a connection of its own, so a database that cannot be reached says why at once, not after a wait
+        with psycopg.connect(**connection_settings(database)) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in SCHEMA:
                 conn.execute(statement)
     except psycopg.Error as exc:
         raise _failed(database, exc) from None
-    pool = psycopg_pool.ConnectionPool(kwargs=settings, min_size=1, max_size=POOL_SIZE, open=False,
-                                       timeout=timeout_s, check=psycopg_pool.ConnectionPool.check_connection,
-                                       name="repro-shared")
-    pool.open(wait=False)
-    return SharedDatabase(database, pool)
 
 
 def close_pools() -> None:
-    """Close every pool of this process (tests; a process that ends closes them anyway)."""
-    with _pools_lock:
-        for shared in _pools.values():
-            shared.pool.close()
-        _pools.clear()
+    """Close every pool this process shares, the history's with the limits' (tests)."""
+    with _with_tables_lock:
+        close_process_pools()
+        _with_tables.clear()
