@@ -1,4 +1,5 @@
-"""History: every experiment kept; open one (or ?experiment=<id>), re-run it and see the drift, export, import.
+"""History: every experiment kept; open one (or ?experiment=<id>), re-run it and see the drift, compare it with
+another, export, import.
 A sweep, a suite run or a probe opens with its own page's results view; a cell, a prompt or a step opens as a batch."""
 
 import dataclasses

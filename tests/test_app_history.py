@@ -166,9 +166,12 @@ def test_a_valid_import_opens_the_imported_experiment(scripted, history):
     assert at.query_params["experiment"] == row.id and (row.runs_done, row.runs_planned) == (1, 2)
 
 
-def saved(history, backend: BackendInfo, *texts: str) -> str:
-    """An experiment kept in the history as if `backend` had answered it with these texts."""
-    experiment_id = history.create(RunRequest(prompt="Name a colour.", seed=42), backend, len(texts))
+COLOUR = RunRequest(prompt="Name a colour.", seed=42)
+
+
+def saved(history, backend: BackendInfo, *texts: str, request: RunRequest = COLOUR) -> str:
+    """An experiment kept in the history as if `backend` had answered `request` with these texts."""
+    experiment_id = history.create(request, backend, len(texts))
     for index, text in enumerate(texts):
         history.add_run(experiment_id, RunResult(index=index, latency_ms=10.0, text=text, system_fingerprint="fp_a"))
     history.finish(experiment_id)
@@ -418,3 +421,51 @@ def test_a_probe_whose_report_cannot_be_read_says_so_and_can_be_deleted(scripted
     assert plain(at.error[0].value).startswith(f"The probe {probe_id!r} in the history cannot be read:")
     at.button(key="history_delete").click().run()
     assert history.list() == []
+
+
+def compare_choice(at: AppTest, experiment_id: str):
+    return at.selectbox(key=f"history_compare_{experiment_id}")
+
+
+def verdict_titles(at: AppTest) -> list[str]:
+    return re.findall(r'class="rl-v-title">([^<]*)<', html(at))
+
+
+def test_a_batch_compared_with_another_from_the_history_gets_fishers_line_and_both_verdicts(scripted, history):
+    backend = scripted(texts("x"))
+    steady = saved(history, SCRIPTED, *["Blue."] * 10)
+    scattered = saved(history, SCRIPTED, *[f"Colour {i}." for i in range(10)])
+    at = open_history(steady)
+    choice = compare_choice(at, steady)
+    when = history.get(scattered).created_at[:19].replace("T", " ")
+    assert choice.value is None and choice.options == [f"{when} · Name a colour. · N 10 · seed 42 · T 0.1"]
+    assert verdict_titles(at) == [] and not [c for c in captions(at) if "Fisher" in c]  # nothing before B is chosen
+    choice.set_value(scattered).run()
+    assert not at.exception
+    assert ("A: 10/10 identical vs B: 1/10; p < 0.001, Fisher's exact test (two-sided): more than chance explains."
+            in captions(at))
+    assert [title.split(" · ")[0] for title in verdict_titles(at)] == ["A", "B"]
+    assert verdict_titles(at)[1] == f"B · {when}"
+    assert not at.main.info  # the same request: no note
+    assert backend.calls == []
+
+
+def test_comparing_with_a_different_request_says_which_fields_differ(scripted, history):
+    scripted(texts("x"))
+    steady = saved(history, SCRIPTED, *["Blue."] * 10)
+    other = saved(history, EMBEDDED, *["Red."] * 9, "Green.", request=RunRequest("Name a fruit.", seed=None))
+    at = open_history(steady)
+    compare_choice(at, steady).set_value(other).run()
+    assert not at.exception
+    assert [plain(i.value) for i in at.main.info] == [
+        "A and B are not the same request: they differ in prompt, seed and backend, and that alone can explain "
+        "different outputs."]
+    assert ("A: 10/10 identical vs B: 9/10; p = 1.000, Fisher's exact test (two-sided): not beyond chance at these N."
+            in captions(at))
+
+
+def test_a_lone_batch_offers_nothing_to_compare_with(scripted, history):
+    scripted(texts("x"))
+    alone = saved(history, SCRIPTED, "Blue.", "Blue.")
+    at = open_history(alone)
+    assert not [box for box in at.selectbox if box.key == f"history_compare_{alone}"]

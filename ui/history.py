@@ -1,6 +1,6 @@
-"""The History page's pieces: the list of kept items, an opened item by kind (a batch with its re-run confirmation and
-drift, a sweep, a suite, a probe's report card), and the way from a sweep's cell, a suite's prompt or a probe's step
-back to the whole."""
+"""The History page's pieces: the list of kept items, an opened item by kind (a batch with its re-run confirmation,
+drift and comparison with any other batch, a sweep, a suite, a probe's report card), and the way from a sweep's cell,
+a suite's prompt or a probe's step back to the whole."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import (BackendInfo, Experiment, ExperimentRow, InvalidRequest, StorageError, Store, SuiteRun,
-                  UnknownExperiment, compare, diff, drift, load_report, load_suite_run, load_sweep, to_csv, to_json,
-                  verdict)
+from core import (BackendInfo, Comparison, Experiment, ExperimentRow, InvalidRequest, StorageError, Store, SuiteRun,
+                  UnknownExperiment, diff, drift, load_report, load_suite_run, load_sweep, to_csv, to_json, verdict)
+from ui.comparing import compare_with, saved_at, side_by_side
 from ui.controls import backend_title, registered
 from ui.html import diff_columns, legend, md
 from ui.live import click_refused, follow_job, job_running
@@ -40,8 +40,7 @@ class Opened:
 
 
 def when(experiment: Experiment) -> str:
-    """The experiment's time as saved (UTC for runs made here; an import keeps its own offset)."""
-    return md(experiment.created_at[:19].replace("T", " "))
+    return md(saved_at(experiment))
 
 
 def open_experiment(experiment_id: str | None) -> None:
@@ -86,7 +85,7 @@ def history_list(rows: Sequence[ExperimentRow], searching: bool) -> None:
         st.info("No match." if searching else "Nothing here yet: run an experiment and it is kept here.")
         return
     frame = pd.DataFrame([{
-        "When": row.created_at[:19].replace("T", " "), "Backend": f"{row.provider} · {row.model}",
+        "When": saved_at(row), "Backend": f"{row.provider} · {row.model}",
         "Prompt": row.prompt_preview, **ROW_CELLS.get(row.kind, _batch_cells)(row),
         "Fingerprints": ", ".join(row.fingerprints) or "–", "Status": _status(row),
     } for row in rows])
@@ -185,17 +184,19 @@ def drift_view(original: Experiment, again: Experiment) -> None:
     if found.modal_changed and found.modal_before is not None and found.modal_after is not None:
         st.html(diff_columns(diff(found.modal_before, found.modal_after), "The original's most common answer",
                              "The re-run's most common answer") + legend())
-    sides, compared = st.columns(2), []
-    for column, (title, experiment) in zip(sides, (("Original", original), ("Re-run", again))):
-        compared.append((title, compare(experiment.runs)))
-        summary = compared[-1][1].summary
-        column.markdown(f"**{title}** · {when(experiment)} · {md(experiment.backend.label)} · "
-                        f"fingerprints {md(', '.join(summary.fingerprints.counts) or 'none')}")
-        column.caption(verdict(compared[-1][1]))
+    compared = side_by_side((("Original", original), ("Re-run", again)), _drift_side)
     st.caption(md(contrast_line(compared[1], compared[0], two_sided=True)))
     if found.moved_runs:
         st.caption("Runs whose text the original never produced: "
                    + ", ".join(f"run {i + 1}" for i in found.moved_runs))
+
+
+def _drift_side(title: str, experiment: Experiment, comparison: Comparison) -> None:
+    """One side of the drift view: when, where and with which fingerprints it ran; its verdict in a line."""
+    fingerprints = ", ".join(comparison.summary.fingerprints.counts) or "none"
+    st.markdown(f"**{title}** · {when(experiment)} · {md(experiment.backend.label)} · "
+                f"fingerprints {md(fingerprints)}")
+    st.caption(verdict(comparison))
 
 
 def _follow_rerun() -> None:
@@ -222,7 +223,8 @@ def _part_of(store: Store, experiment: Experiment) -> None:
 
 
 def show_batch(opened: Opened, experiment: Experiment) -> None:
-    """A batch (alone, or a part of a sweep, suite or probe): its re-run, its drift from its original, its runs."""
+    """A batch (alone, or a part of a sweep, suite or probe): its re-run, its drift from its original, a
+    comparison with any other batch, its runs."""
     if experiment.parent_id:
         _part_of(opened.store, experiment)
     describe(experiment)
@@ -237,6 +239,7 @@ def show_batch(opened: Opened, experiment: Experiment) -> None:
             st.info(f"This is a re-run of {md(experiment.rerun_of)}, which is no longer in the history.")
         else:
             drift_view(original, experiment)
+    compare_with(opened.store, experiment)
     st.subheader("Runs")
     if experiment.runs:
         show_results(experiment.runs, key=f"history_{experiment.id}", request=experiment.request,
