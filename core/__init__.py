@@ -16,8 +16,8 @@ from core.backends.local import MODES as LOCAL_MODES
 from core.backends.local import DEMO_MAX_TOKENS, LocalBackend, estimate_seconds
 from core.errors import (BackendError, ConfigurationError, InvalidImport, InvalidRequest, ReproError, StorageError,
                          UnknownExperiment)
-from core.history import (MAX_IMPORT_BYTES, Experiment, ExperimentRow, HistoryLocation, Store, from_json,
-                          import_experiment, open_store, to_csv, to_json)
+from core.history import (MAX_IMPORT_BYTES, PARTS, Experiment, ExperimentRow, HistoryItem, HistoryLocation, Store,
+                          export_item, from_json, import_experiment, import_item, open_store, read_item, to_csv, to_json)
 from core.history.recorder import Recorder, Recording, load_sweep, rerun
 from core.models import BackendInfo, BatchPlan, RunError, RunRequest, RunResult, parse_seed
 from core.policy import FailureLog, Limits, Quota, client_identity
@@ -35,14 +35,14 @@ __all__ = [
     "DEMO_MAX_TOKENS", "LOCAL_MODES", "MATRIX_MAX_RUNS", "estimate_seconds", "MAX_IMPORT_BYTES", "Backend",
     "BackendError", "BackendInfo", "BatchPlan", "BatchStatistics",
     "Cell", "CellSummary", "Comparison", "ConfigurationError", "Divergence", "Drift", "Experiment", "ExperimentRow",
-    "FailureLog", "Fanout", "ForkCause", "ForkSide", "Group", "HistoryLocation", "InvalidImport", "InvalidRequest",
+    "FailureLog", "Fanout", "ForkCause", "ForkSide", "Group", "HistoryItem", "HistoryLocation", "InvalidImport", "InvalidRequest",
     "Limits", "LocalBackend", "Provider", "Quota", "Recorder", "Recording", "Relay", "ReproError", "RunError",
     "RunRequest", "RunResult", "Segment", "Settings", "StorageError", "Store", "Suite", "SuitePlan", "SuiteRun",
     "Summary", "SweepPlan", "SweepResult", "UnknownExperiment", "batch_statistics", "client_identity", "compare",
     "compare_batches", "diff", "divergence_tree", "drift", "first_divergence", "fork_between", "fork_causes",
-    "from_json", "group_letter", "import_experiment", "load_settings", "load_suite", "load_suite_run", "load_sweep",
+    "export_item", "from_json", "group_letter", "import_experiment", "import_item", "load_settings", "load_suite", "load_suite_run", "load_sweep",
     "make_backend", "open_store", "parse_seed", "parse_seeds", "parse_suite", "parse_temperatures", "provider",
-    "providers", "read_access", "read_history", "read_limits", "read_sources", "record_suite", "register",
+    "providers", "PARTS", "read_access", "read_item", "read_history", "read_limits", "read_sources", "record_suite", "register",
     "render_lines", "rerun", "runs_needed", "stream_suite", "to_csv", "to_json", "token_strip", "upper_bound",
     "verdict",
 ]

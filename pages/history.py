@@ -7,8 +7,8 @@ import functools
 
 import streamlit as st
 
-from core import (MAX_IMPORT_BYTES, Experiment, InvalidImport, StorageError, SuiteRun, from_json, import_experiment,
-                  provider, providers, rerun)
+from core import (MAX_IMPORT_BYTES, Experiment, InvalidImport, StorageError, SuiteRun, import_item, provider,
+                  providers, read_item, rerun)
 from ui.history import RERUN, Opened, history_list, open_experiment, show
 from ui.html import md
 from ui.live import LiveBatch, start_job
@@ -29,7 +29,7 @@ def import_box() -> None:
     if upload is None or st.session_state.get("history_imported") == upload.file_id:
         return
     try:
-        new_id = import_experiment(store, from_json(upload.getvalue()))
+        new_id = import_item(store, read_item(upload.getvalue()))
     except InvalidImport as exc:
         st.error(f"Not imported: {md(exc)}")
         return

@@ -306,7 +306,7 @@ def test_a_saved_suite_opens_with_a_row_per_prompt_and_its_verdict_sending_nothi
     assert list(frame["Prompt"]) == list(SUMS)
     assert (list(frame["TARr"]), list(frame["Accuracy"])) == (["yes", "no", "no"], [100, 100, 33])
     assert suite_verdict(at) == "TARr@3 33% · TARa@3 67% · accuracy 78%"
-    assert [b.label for b in at.get("download_button")] == []  # a batch export of the heading alone would be empty
+    assert [b.label for b in at.get("download_button")] == ["JSON"]  # the whole suite run, its prompts included
     assert backend.calls == []
 
 
@@ -386,7 +386,7 @@ def test_a_saved_probe_opens_with_its_report_card_sending_nothing(scripted, hist
     assert not [b for b in at.button if b.key == "history_rerun"]
     [link] = at.get("page_link")
     assert (link.proto.label, link.proto.page.endswith("probe")) == ("Probe again", True)
-    assert [b.label for b in at.get("download_button")] == ["Report card as JSON", "Report card as Markdown"]
+    assert [b.label for b in at.get("download_button")] == ["JSON", "Report card as JSON", "Report card as Markdown"]
     assert backend.calls == []
 
 

@@ -165,7 +165,7 @@ def test_a_bad_sweep_is_refused_before_sending(fake_server, azure_env, tmp_path)
     assert fake_server.received == []
 
 
-def test_a_saved_sweep_is_shown_cell_by_cell_and_not_exported_whole(fake_server, azure_env, tmp_path):
+def test_a_saved_sweep_is_shown_cell_by_cell_and_exported_and_imported_whole(fake_server, azure_env, tmp_path):
     done = cli("sweep", "--prompt", "p", "--temperatures", "0,1", "--seeds", "7", "--runs", "2", "--json",
                env=azure_env, cwd=tmp_path)
     sweep_id = json.loads(done.stdout)["experiment_id"]
@@ -173,8 +173,14 @@ def test_a_saved_sweep_is_shown_cell_by_cell_and_not_exported_whole(fake_server,
     assert f"{sweep_id}" in listing and "sweep of 4 requests" in listing
     shown = cli("history", "show", sweep_id, env=azure_env, cwd=tmp_path).stdout
     assert "T=0 · seed 7" in shown and "T=1 · seed 7" in shown and shown.count("\ncell ") == 2
-    refused = cli("history", "export", sweep_id, env=azure_env, cwd=tmp_path)
-    assert refused.returncode == 2 and "one experiment per cell" in refused.stderr
+    (tmp_path / "sweep.json").write_text(cli("history", "export", sweep_id, env=azure_env, cwd=tmp_path).stdout)
+    new_id = cli("history", "import", "sweep.json", env=azure_env, cwd=tmp_path).stdout.strip()
+    assert new_id != sweep_id
+    again = cli("history", "show", new_id, env=azure_env, cwd=tmp_path).stdout
+    assert again.count("\ncell ") == 2 and "T=1 · seed 7" in again
+    cells = [json.loads(cli("history", "show", item, "--json", env=azure_env, cwd=tmp_path).stdout)["cells"]
+             for item in (sweep_id, new_id)]
+    assert cells[0] == cells[1]
 
 
 def test_hostile_imports_exit_2_with_one_line_naming_the_field_and_save_nothing(azure_env, tmp_path):

@@ -50,8 +50,10 @@ def test_a_suite_is_scored_exactly_as_scripted_and_saved_as_one_item(fake_server
     assert shown["summary"] == summary
     table = cli("history", "show", row["id"], env=azure_env, cwd=tmp_path).stdout
     assert table.count("\nprompt ") == 3 and summary["description"] in table
-    refused = cli("history", "export", row["id"], env=azure_env, cwd=tmp_path)
-    assert refused.returncode == 2 and "one experiment per prompt" in refused.stderr
+    (tmp_path / "suite.json").write_text(cli("history", "export", row["id"], env=azure_env, cwd=tmp_path).stdout)
+    new_id = cli("history", "import", "suite.json", env=azure_env, cwd=tmp_path).stdout.strip()
+    again = cli("history", "show", new_id, "--json", env=azure_env, cwd=tmp_path)
+    assert again.returncode == 0 and new_id != row["id"] and json.loads(again.stdout)["summary"] == summary
 
 
 def test_the_suite_table_has_a_row_per_prompt_and_the_overall_line(fake_server, azure_env, tmp_path):

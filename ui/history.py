@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import (BackendInfo, Comparison, Experiment, ExperimentRow, InvalidRequest, StorageError, Store, SuiteRun,
-                  UnknownExperiment, diff, drift, load_report, load_suite_run, load_sweep, to_csv, to_json, verdict)
+from core import (PARTS, BackendInfo, Comparison, Experiment, ExperimentRow, InvalidRequest, StorageError, Store,
+                  SuiteRun, UnknownExperiment, diff, drift, export_item, load_report, load_suite_run, load_sweep,
+                  to_csv, verdict)
 from ui.comparing import compare_with, saved_at, side_by_side
 from ui.controls import backend_title, registered
 from ui.html import diff_columns, legend, md
@@ -25,7 +26,6 @@ from ui.verdict import contrast_line
 
 RERUN = "history_rerun"  # the batch re-run's job
 PROBE_PAGE = "pages/probe.py"
-PARTS = {"sweep": "cell", "suite": "prompt", "probe": "step"}  # the kinds whose runs live in child experiments
 
 
 @dataclass(frozen=True)
@@ -144,17 +144,23 @@ def share_link(experiment: Experiment) -> None:
     st.code(f"{st.context.url or 'history'}?experiment={experiment.id}", language=None)
 
 
-def actions(opened: Opened, experiment: Experiment, what: str = "this experiment", *, exports: bool = True) -> bool:
-    """The buttons for one experiment (its JSON and CSV when `exports`); True when the visitor asked to re-run it."""
+def json_button(store: Store, experiment: Experiment, place) -> None:
+    """The item as one JSON document, its cells, prompts or steps included, built when it is clicked."""
+    place.download_button("JSON", lambda: export_item(store, experiment.id), f"repro-lab-{experiment.id}.json",
+                          "application/json", key="history_json", icon=":material/download:")
+
+
+def actions(opened: Opened, experiment: Experiment, what: str = "this experiment", *, csv: bool = True) -> bool:
+    """The buttons for one item (a CSV too when `csv`: a row per run of one batch); True when the visitor asked to
+    re-run it."""
     now = opened.backend
     confirmed = now is not None and confirmed_backend(experiment, now)
     label = "Re-run" if now is None else f"Re-run on {md(backend_name(now))}"
-    columns = st.columns([3, 1, 1, 1.2] if exports else [3, 3.2], vertical_alignment="center")
+    columns = st.columns([3, 1, 1, 1.2] if csv else [3, 1, 2.2], vertical_alignment="center")
     again = columns[0].button(label, type="primary", key="history_rerun", icon=":material/replay:",
                               disabled=not confirmed, width="stretch")
-    if exports:
-        columns[1].download_button("JSON", to_json(experiment), f"repro-lab-{experiment.id}.json", "application/json",
-                                   key="history_json", icon=":material/download:")
+    json_button(opened.store, experiment, columns[1])
+    if csv:
         columns[2].download_button("CSV", to_csv(experiment), f"repro-lab-{experiment.id}.csv", "text/csv",
                                    key="history_csv", icon=":material/download:")
     delete_button(opened.store, experiment, columns[-1], what)
@@ -252,7 +258,9 @@ def show_saved_sweep(opened: Opened, experiment: Experiment) -> None:
                 f"temperatures {', '.join(f'{t:g}' for t in plan['temperatures'])} · seeds "
                 f"{', '.join('none' if s is None else str(s) for s in plan['seeds'])} · {plan['runs']} runs per cell"
                 + ("" if experiment.complete else " · **incomplete**"))
-    delete_button(opened.store, experiment, st, "this sweep and its cells")
+    columns = st.columns([1, 5.2], vertical_alignment="center")
+    json_button(opened.store, experiment, columns[0])
+    delete_button(opened.store, experiment, columns[1], "this sweep and its cells")
     show_sweep(load_sweep(opened.store, experiment.id), experiment.backend, key=f"history_{experiment.id}")
 
 
@@ -262,7 +270,7 @@ def show_saved_suite(opened: Opened, experiment: Experiment) -> None:
     count = len(run.suite.prompts)
     st.markdown(f"**{when(experiment)}** · suite {md(run.suite.name)} · {count} prompt{'s' * (count != 1)} × "
                 f"{run.plan.runs} runs" + ("" if experiment.complete else " · **incomplete**"))
-    if actions(opened, experiment, "this suite run and its prompts", exports=False):
+    if actions(opened, experiment, "this suite run and its prompts", csv=False):
         send(lambda: opened.rerun_suite(run))
     if job_running(SUITE_JOB):
         _follow_suite_rerun()
@@ -285,8 +293,9 @@ def show_saved_probe(opened: Opened, experiment: Experiment) -> None:
     """The Probe page's report card, sending nothing; probing again is the Probe page's job, with its cost shown."""
     steps = opened.store.children(experiment.id)
     st.markdown(f"**{when(experiment)}** · probe · {md(experiment.backend.label)} · {len(steps)} steps")
-    columns = st.columns([3, 3.2], vertical_alignment="center")
+    columns = st.columns([3, 1, 2.2], vertical_alignment="center")
     columns[0].page_link(PROBE_PAGE, label="Probe again", icon=":material/troubleshoot:")
+    json_button(opened.store, experiment, columns[1])
     delete_button(opened.store, experiment, columns[-1], "this probe and its steps")
     share_link(experiment)
     try:

@@ -1,5 +1,6 @@
-"""The export formats: JSON (the whole experiment, read back by from_json once it is within limits, before anything
-is written) and CSV (a row per run, safe to open in a spreadsheet)."""
+"""The export formats: JSON (a whole history item: an experiment, or a sweep, suite run or probe with its child
+experiments; read back by read_item once all of it is within limits, before anything is written) and CSV (a row per
+run of one experiment, safe to open in a spreadsheet)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from core.errors import InvalidImport, InvalidRequest
+from core.errors import InvalidImport, InvalidRequest, UnknownExperiment
 from core.history.store import Experiment, Store
-from core.models import MAX_RUNS, MAX_TOKENS_LIMIT, MAX_TOP_LOGPROBS, SEED_MAX, SEED_MIN
+from core.models import MAX_RUNS, MAX_SWEEP_REQUESTS, MAX_TOKENS_LIMIT, MAX_TOP_LOGPROBS, SEED_MAX, SEED_MIN
 
 EXPORT_FORMAT, EXPORT_VERSION = "repro-lab-experiment", 1
 CSV_COLUMNS = ("index", "ok", "text", "error_kind", "error_message", "fingerprint", "latency_ms", "prompt_tokens",
@@ -28,6 +30,14 @@ MAX_IMPORT_DEPTH = 64
 MAX_TEXT_CHARS = 200_000
 MAX_RAW_CHARS = 1_000_000
 INTEGER_MAX = 2**31 - 1  # PostgreSQL's INTEGER, the type of every whole-number column but the seed
+PARTS = {"sweep": "cell", "suite": "prompt", "probe": "step"}
+"""The kinds of item whose runs live in child experiments, and what each child is."""
+# A sweep's cells and a suite's prompts are at most MAX_SWEEP_REQUESTS; an embedded probe's steps (a load ladder of
+# up to 1,001 rungs, run twice) can pass it slightly, hence twice that.
+MAX_IMPORT_CHILDREN = 2 * MAX_SWEEP_REQUESTS
+# The runs of all an item's children together: a sweep or suite sends at most MAX_SWEEP_REQUESTS; a probe keeps
+# `runs` copies of R per rung. MAX_IMPORT_BYTES bounds a real document well before this.
+MAX_IMPORT_RUNS = 10 * MAX_RUNS
 
 
 def strict_json(data: Any, **options: Any) -> str:
@@ -45,13 +55,41 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def to_json(experiment: Experiment) -> str:
-    """The whole experiment, raw bodies and log-probabilities included, as a JSON document `from_json` reads back."""
-    return strict_json({"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "experiment": asdict(experiment)},
-                       indent=2)
+@dataclass(frozen=True)
+class HistoryItem:
+    """A history item whole: an experiment (no children), or a sweep, suite run or probe with its child experiments."""
+
+    experiment: Experiment
+    children: tuple[Experiment, ...] = ()
+
+
+def to_json(experiment: Experiment, children: Sequence[Experiment] = ()) -> str:
+    """The whole item, raw bodies and log-probabilities included, as a JSON document `read_item` reads back: the
+    experiment, then (for a sweep, suite run or probe) its child experiments."""
+    document = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "experiment": asdict(experiment)}
+    if children:
+        document["children"] = [asdict(child) for child in children]
+    return strict_json(document, indent=2)
+
+
+def export_item(store: Store, item_id: str) -> str:
+    """The JSON export of any history item (an experiment, sweep, suite run or probe, with its children)."""
+    experiment = store.get(item_id)
+    if experiment is None:
+        raise UnknownExperiment(f"There is no experiment {item_id!r} in the history.")
+    return to_json(experiment, store.children(item_id) if experiment.kind in PARTS else ())
 
 
 def from_json(text: str | bytes) -> Experiment:
+    """Read a `to_json` export of one experiment (read_item reads any item); InvalidImport as read_item raises it."""
+    item = read_item(text)
+    if item.children:
+        raise InvalidImport(f"The export is a {item.experiment.kind} with {len(item.children):,} child experiments; "
+                            "import it whole (import_item).")
+    return item.experiment
+
+
+def read_item(text: str | bytes) -> HistoryItem:
     """Read a `to_json` export; InvalidImport names what is wrong (not JSON, format, version, a field, a value) and
     refuses what no store could keep or no page could show (see _check_limits) before anything is written."""
     document = parse_document(text)
@@ -62,20 +100,53 @@ def from_json(text: str | bytes) -> Experiment:
                             f"this Repro Lab reads version {EXPORT_VERSION}.")
     if "experiment" not in document:
         raise InvalidImport("The export has no 'experiment'.")
-    _check_limits(document["experiment"], "experiment", "experiment")
-    experiment = decode(Experiment, document["experiment"], "experiment")
-    if experiment.kind != "experiment":
-        raise InvalidImport(f"experiment.kind must be 'experiment' (a {experiment.kind!r:.40} is not exported whole), "
-                            f"got {experiment.kind!r:.40}.")
+    children = document.get("children", [])
+    if not isinstance(children, list):
+        raise InvalidImport(f"children must be a list, got {children!r:.40}.")
+    # A parent plans its children's runs, so its runs_planned may be over one experiment's MAX_RUNS.
+    _check_limits(document["experiment"], "experiment", "experiment",
+                  ranges=_PARENT_INT_RANGES if children else _INT_RANGES)
+    _check_limits(children, "children", "children")
+    item = HistoryItem(_experiment(document["experiment"], "experiment"),
+                       tuple(_experiment(child, f"children[{k}]") for k, child in enumerate(children)))
+    _check_family(item)
+    return item
+
+
+def _experiment(value: Any, where: str) -> Experiment:
+    """One experiment of the document, decoded, its time and run indices checked."""
+    experiment = decode(Experiment, value, where)
     try:
         datetime.fromisoformat(experiment.created_at)
     except ValueError:
-        raise InvalidImport(f"experiment.created_at must be an ISO 8601 time, got {experiment.created_at!r:.40}.") from None
+        raise InvalidImport(f"{where}.created_at must be an ISO 8601 time, "
+                            f"got {experiment.created_at!r:.40}.") from None
     indices = [run.index for run in experiment.runs]
     if sorted(set(indices)) != indices or not all(0 <= k < experiment.runs_planned for k in indices):
-        raise InvalidImport(f"experiment.runs must have distinct indices from 0 to runs_planned - 1 "
+        raise InvalidImport(f"{where}.runs must have distinct indices from 0 to runs_planned - 1 "
                             f"({experiment.runs_planned - 1}) in order, got {indices}.")
     return experiment
+
+
+def _check_family(item: HistoryItem) -> None:
+    """An experiment has no children; a sweep, suite run or probe has child experiments and no runs of its own."""
+    kind = item.experiment.kind
+    if kind == "experiment" and item.children:
+        raise InvalidImport("children must be empty for an experiment (only a sweep, suite or probe has children), "
+                            f"got {len(item.children):,}.")
+    if kind != "experiment" and kind not in PARTS:
+        raise InvalidImport(f"experiment.kind must be one of {', '.join(['experiment', *PARTS])}, got {kind!r:.40}.")
+    if kind in PARTS and not item.children:
+        raise InvalidImport(f"experiment.kind must be 'experiment' in an export without children (a {kind} brings "
+                            f"its {PARTS[kind]}s in 'children'), got {kind!r}.")
+    if kind in PARTS and item.experiment.runs:
+        raise InvalidImport(f"experiment.runs must be empty for a {kind} (its runs are its {PARTS[kind]}s'), "
+                            f"got {len(item.experiment.runs):,}.")
+    for k, child in enumerate(item.children):
+        if child.kind != "experiment":
+            raise InvalidImport(f"children[{k}].kind must be 'experiment', got {child.kind!r:.40}.")
+    if (runs := sum(len(child.runs) for child in item.children)) > MAX_IMPORT_RUNS:
+        raise InvalidImport(f"children hold {runs:,} runs together; the limit is {MAX_IMPORT_RUNS:,}.")
 
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -112,35 +183,39 @@ def _deepest_nesting(text: str) -> int:
     return deepest
 
 
-_LIST_LIMITS = {"runs": MAX_RUNS, "logprobs": MAX_TOKENS_LIMIT, "top": MAX_TOP_LOGPROBS}
+_LIST_LIMITS = {"runs": MAX_RUNS, "logprobs": MAX_TOKENS_LIMIT, "top": MAX_TOP_LOGPROBS,
+                "children": MAX_IMPORT_CHILDREN}
 _TEXT_LIMITS = {"raw": MAX_RAW_CHARS}
 _FREE_INT_RANGE = (-(2**63), 2**63 - 1)  # a whole number in `meta` is kept as JSON text; others fit INTEGER columns
 _INT_RANGES = {"seed": (SEED_MIN, SEED_MAX), "runs_planned": (1, MAX_RUNS),
                **dict.fromkeys(("temperature", "top_p", "latency_ms", "logprob"), _FREE_INT_RANGE)}  # floats
+_PARENT_INT_RANGES = {**_INT_RANGES, "runs_planned": (1, MAX_IMPORT_RUNS)}
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _check_limits(value: Any, where: str, name: str, free: bool = False) -> None:
+def _check_limits(value: Any, where: str, name: str, free: bool = False,
+                  ranges: dict[str, tuple[int, int]] = _INT_RANGES) -> None:
     """Refuse, naming the field, what a store cannot keep or a page should not show: text that is not Unicode or too
     long, whole numbers out of their column's range, NaN and the infinities, lists longer than a run can be.
-    `free` is for `meta`, whose names are not ours: only its text, numbers and 64-bit range are checked."""
+    `free` is for `meta`, whose names are not ours: only its text, numbers and 64-bit range are checked; `ranges`
+    gives the whole numbers' by name."""
     if isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, f"{where} (a name in it)", MAX_TEXT_CHARS)
             inside = f"{where}.{key}" if key.isidentifier() else f"{where}[{key!r:.40}]"
-            _check_limits(item, inside, key, free or key == "meta")
+            _check_limits(item, inside, key, free or key == "meta", ranges)
     elif isinstance(value, list):
         limit = None if free else _LIST_LIMITS.get(name)
         if limit is not None and len(value) > limit:
             raise InvalidImport(f"{where} has {len(value):,} items; the limit is {limit:,}.")
         for k, item in enumerate(value):
-            _check_limits(item, f"{where}[{k}]", name, free)
+            _check_limits(item, f"{where}[{k}]", name, free, ranges)
     elif isinstance(value, str):
         _check_text(value, where, MAX_TEXT_CHARS if free else _TEXT_LIMITS.get(name, MAX_TEXT_CHARS))
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidImport(f"{where} must be a finite number, got {value}.")
     elif isinstance(value, int) and not isinstance(value, bool):
-        low, high = _FREE_INT_RANGE if free else _INT_RANGES.get(name, (0, INTEGER_MAX))
+        low, high = _FREE_INT_RANGE if free else ranges.get(name, (0, INTEGER_MAX))
         if not low <= value <= high:
             raise InvalidImport(f"{where} must be a whole number from {low:,} to {high:,}, got {value!r:.40}.")
 
@@ -215,3 +290,9 @@ def import_experiment(store: Store, experiment: Experiment) -> str:
     """Save an imported experiment as a new top-level item (a new id; created_at, runs and the rest kept), in one
     transaction: an import that fails leaves nothing behind."""
     return store.add_experiment(dataclasses.replace(experiment, parent_id=None))
+
+
+def import_item(store: Store, item: HistoryItem) -> str:
+    """Save a read_item export as a new top-level item, its children under it, each with a new id (created_at, runs
+    and the rest kept), in one transaction; returns the item's id."""
+    return store.add_experiment(dataclasses.replace(item.experiment, parent_id=None), item.children)

@@ -9,7 +9,7 @@ import uuid
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -157,11 +157,13 @@ class SQLStore(Store):
                                               runs_planned=runs_planned, complete=False, runs=(), kind=kind,
                                               parent_id=parent_id, rerun_of=rerun_of, meta=meta or {}))
 
-    def add_experiment(self, experiment: Experiment) -> str:
+    def add_experiment(self, experiment: Experiment, children: Sequence[Experiment] = ()) -> str:
         experiment_id = uuid.uuid4().hex
         with self._connect() as conn:
-            self._execute(conn, _ADD_EXPERIMENT, _experiment_values(experiment_id, experiment))
-            self._insert_runs(conn, [(experiment_id, run) for run in experiment.runs])
+            for item_id, item in [(experiment_id, experiment),
+                                  *((uuid.uuid4().hex, replace(child, parent_id=experiment_id)) for child in children)]:
+                self._execute(conn, _ADD_EXPERIMENT, _experiment_values(item_id, item))
+                self._insert_runs(conn, [(item_id, run) for run in item.runs])
         return experiment_id
 
     def add_run(self, experiment_id: str, result: RunResult) -> None:

@@ -55,8 +55,9 @@ class Store(Protocol):
                created_at: str | None = None) -> str:
         """Save a new, incomplete experiment (created now unless `created_at` is given) and return its id."""
 
-    def add_experiment(self, experiment: Experiment) -> str:
-        """Save a whole experiment, its runs included, under a new id in one transaction: all of it or nothing."""
+    def add_experiment(self, experiment: Experiment, children: Sequence[Experiment] = ()) -> str:
+        """Save a whole experiment, its runs included, and `children` under it (a sweep's cells, a suite's prompts),
+        each under a new id, in one transaction: all of it or nothing."""
 
     def add_run(self, experiment_id: str, result: RunResult) -> None:
         """Save one run; a second run with the same index is ignored."""

@@ -88,7 +88,8 @@ async def _parameters(backend: Backend, plan: ProbePlan,
     baseline = results[0]
     findings = (*(parameter_finding(name, result, baseline) for (name, _), result in zip(labelled[1:], results[1:])),
                 *limits)
-    steps = [Step(f"parameter {name}", request, (result,)) for (name, request), result in zip(labelled, results)]
+    steps = [Step(f"parameter {name}", request, (_indexed(result, 0),))  # one run each, as its step planned
+             for (name, request), result in zip(labelled, results)]
     return findings, baseline, [*steps, *limit_steps]
 
 
@@ -106,7 +107,8 @@ async def _token_limits(backend: Backend, plan: ProbePlan,
     results = await asyncio.gather(*map(sent_as, TOKEN_LIMITS))
     findings = tuple(parameter_finding(name, result, other)
                      for name, result, other in zip(TOKEN_LIMITS, results, reversed(results)))
-    return findings, [Step(f"parameter {name}", request, (result,)) for name, result in zip(TOKEN_LIMITS, results)]
+    return findings, [Step(f"parameter {name}", request, (_indexed(result, 0),))
+                      for name, result in zip(TOKEN_LIMITS, results)]
 
 
 def _with_seed_verdict(parameters: tuple[ParameterFinding, ...], seed: SeedFinding) -> tuple[ParameterFinding, ...]:
