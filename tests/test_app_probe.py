@@ -45,6 +45,17 @@ def probe_page() -> AppTest:
     return at
 
 
+def small_probe() -> AppTest:
+    """The Probe page after a confirmed probe of 2 copies of R at K=0 and K=2."""
+    at = probe_page()
+    at.number_input(key="probe_runs").set_value(2)
+    at.multiselect(key="probe_ladder").set_value([0, 2])
+    at.checkbox(key="probe_confirm").check().run()
+    at.button(key="run_probe").click().run()
+    assert not at.exception
+    return at
+
+
 def test_the_cost_shows_and_nothing_is_sent_before_confirmation(scripted, monkeypatch):
     backend = scripted(reasoning_model)
     monkeypatch.setenv("REPRO_GLOBAL_CONCURRENCY", "16")
@@ -61,12 +72,7 @@ def test_the_cost_shows_and_nothing_is_sent_before_confirmation(scripted, monkey
 
 def test_a_probe_shows_its_report_card_and_is_saved(scripted, tmp_path):
     backend = scripted(reasoning_model)
-    at = probe_page()
-    at.number_input(key="probe_runs").set_value(2)
-    at.multiselect(key="probe_ladder").set_value([0, 2])
-    at.checkbox(key="probe_confirm").check().run()
-    at.button(key="run_probe").click().run()
-    assert not at.exception
+    at = small_probe()
     assert len(backend.calls) == 7 + 5 + 12 + 2 + 4
     summary = plain(at.success[0].value)
     assert "seed honoured · rejects temperature · cold vs warm: no difference · invariant up to K=2" in summary
@@ -92,12 +98,7 @@ def event_log(caplog):
 def test_a_probe_writes_one_json_line_with_its_requests_and_never_the_key(azure, event_log, monkeypatch):
     azure.reasoning = True
     monkeypatch.setenv("REPRO_LOG_PROMPTS", "1")  # a probe's line carries no prompt even so: its prompts are many
-    at = probe_page()
-    at.number_input(key="probe_runs").set_value(2)
-    at.multiselect(key="probe_ladder").set_value([0, 2])
-    at.checkbox(key="probe_confirm").check().run()
-    at.button(key="run_probe").click().run()
-    assert not at.exception
+    at = small_probe()
     [line] = [record.getMessage() for record in event_log.records if record.name == "repro.events"]
     event = json.loads(line)
     [cost] = [c for c in captions(at) if c.startswith("This probe: ")]

@@ -17,6 +17,7 @@ from core.models import MAX_RUNS
 from core.runner import Fanout
 from core.suite import SuitePlan, load_suite_run, record_suite
 from tests.test_cli import cli
+from tests.test_import_hostile import fill_the_disk
 from tests.test_suite import SCRIPT, scripted_suite
 
 
@@ -137,15 +138,7 @@ def test_a_child_the_store_refuses_takes_the_whole_item_back_out(suite_export, d
     """The fourth child's last run fails as a full disk would: the parent and the first three children, written in
     the same transaction, are not kept either."""
     store = db.open()
-    with db.connect() as conn:
-        if db.kind == "sqlite":
-            conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON runs WHEN NEW.text = '5' AND NEW.run_index = 2 "
-                         "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
-        else:
-            conn.execute("CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$")
-            conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON runs FOR EACH ROW "
-                         "WHEN (NEW.text = '5' AND NEW.run_index = 2) EXECUTE FUNCTION disk_full()")
+    fill_the_disk(db, "NEW.text = '5' AND NEW.run_index = 2")
     item = read_item(suite_export[2])
     assert [run.text for child in item.children for run in child.runs if run.index == 2] == ["4", "4", "4", "5"]
     with pytest.raises(StorageError, match="disk is full|No space left on device"):

@@ -117,18 +117,23 @@ def test_the_valid_corpus_file_and_the_limits_themselves_are_accepted(stores):
             assert saved == dataclasses.replace(experiment, id=saved.id, parent_id=None)
 
 
-def test_a_failed_import_leaves_nothing_behind(db):
-    """The experiment and its runs are written in one transaction: the second run's failure undoes the first."""
-    store = db.open()
+def fill_the_disk(db, when: str) -> None:
+    """From now on, inserting a run for which the SQL condition `when` holds fails as a full disk would."""
     with db.connect() as conn:
         if db.kind == "sqlite":
-            conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON runs WHEN NEW.run_index = 1 "
+            conn.execute(f"CREATE TRIGGER disk_full BEFORE INSERT ON runs WHEN {when} "
                          "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
         else:
             conn.execute("CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS "
                          "$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$")
-            conn.execute("CREATE TRIGGER disk_full BEFORE INSERT ON runs FOR EACH ROW WHEN (NEW.run_index = 1) "
+            conn.execute(f"CREATE TRIGGER disk_full BEFORE INSERT ON runs FOR EACH ROW WHEN ({when}) "
                          "EXECUTE FUNCTION disk_full()")
+
+
+def test_a_failed_import_leaves_nothing_behind(db):
+    """The experiment and its runs are written in one transaction: the second run's failure undoes the first."""
+    store = db.open()
+    fill_the_disk(db, "NEW.run_index = 1")
     experiment = from_json(json.dumps(changed(runs_planned=3, runs=[{"index": k} for k in range(3)])))
     with pytest.raises(StorageError, match="disk is full|No space left on device"):
         import_experiment(store, experiment)
