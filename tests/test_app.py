@@ -569,13 +569,13 @@ def test_a_second_run_both_while_the_pair_runs_sends_nothing_more(scripted, monk
 
 
 def test_a_visitor_leaving_mid_batch_cancels_it_and_the_next_click_runs(azure, monkeypatch):
-    azure.latency_s = 0.3
+    azure.latency_s = 0.6  # ten runs two at a time take 3 s: the cancel has landed long before
     at = experiment()
     at.slider(key="runs").set_value(10)
     at.select_slider(key="concurrency").set_value(2)
     interrupt_at_the_first_card(monkeypatch, StopException(), visitor_still_here=False)
     at.button(key="run").click().run()
-    time.sleep(1.2)  # the cancel lands when the next run arrives (~0.6 s): by now it has
+    time.sleep(1.5)  # the cancel lands when the next run arrives (~1.2 s): by now it has
     sent = len(azure.received)
     time.sleep(0.9)
     assert len(azure.received) == sent < 10  # cancelled: nothing more went out, and far from all ten

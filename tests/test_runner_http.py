@@ -284,7 +284,7 @@ def test_fanout_runs_yields_live_and_closing_early_cancels_the_rest(fake_server,
     results.close()
     time.sleep(0.6)
     fanout.close()
-    assert len(fake_server.received) <= 4  # 2 in flight + at most the 2 that replaced them; never all 8
+    assert len(fake_server.received) < 8  # the waves started before the close took; never all 8
 
 
 def test_different_requests_share_one_cap_and_keep_their_positions(fake_server, azure_settings):

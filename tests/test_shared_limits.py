@@ -347,7 +347,7 @@ def test_a_batch_closed_early_leaves_no_shared_slot_held(replicas, url: str, fak
     time.sleep(0.6)
     fanout.close()
     assert fake_server.peak_in_flight == 2
-    assert len(fake_server.received) <= 4  # the first wave and the slots it freed; the runs still waiting, never
+    assert len(fake_server.received) < 8  # the waves started before the close took; the runs still waiting, never
     assert _rows(url, "SELECT count(*) FROM repro_slot_leases WHERE holder IS NOT NULL") == [(0,)]
 
 
