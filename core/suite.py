@@ -19,7 +19,8 @@ from core.analysis.answers import Extractor
 from core.analysis.scores import SuiteSummary, summarize_suite
 from core.backends import Backend
 from core.errors import InvalidRequest, UnknownExperiment
-from core.history import Store
+from core.history import Experiment, Store
+from core.history.archive import reads_items
 from core.history.recorder import Recording, record_children
 from core.models import MAX_SWEEP_REQUESTS, BackendInfo, BatchPlan, RunRequest, RunResult, is_number
 from core.runner import Arrivals, Fanout
@@ -245,7 +246,18 @@ def load_suite_run(store: Store, suite_id: str) -> SuiteRun:
     saved = store.get(suite_id)
     if saved is None or saved.kind != "suite":
         raise UnknownExperiment(f"There is no suite run {suite_id!r} in the history; it may have been deleted.")
+    return suite_run_of(saved, store.children(suite_id))
+
+
+def suite_run_of(saved: Experiment, prompts: Sequence[Experiment]) -> SuiteRun:
+    """A suite item and its prompts' experiments as a SuiteRun."""
     suite = Suite.from_dict(saved.meta["suite"])
-    runs: dict[int, Sequence[RunResult]] = {child.meta["prompt"]: child.runs for child in store.children(suite_id)}
+    runs: dict[int, Sequence[RunResult]] = {child.meta["prompt"]: child.runs for child in prompts}
+    if not set(runs) <= set(range(len(suite.prompts))):
+        raise ValueError(f"children name prompts {sorted(set(runs) - set(range(len(suite.prompts))))[:5]} the suite "
+                         f"of {len(suite.prompts)} does not have")
     return SuiteRun(suite, SuitePlan(**saved.meta["plan"]), saved.backend,
                     tuple(tuple(runs.get(position, ())) for position in range(len(suite.prompts))))
+
+
+reads_items("suite", lambda item: suite_run_of(item.experiment, item.children))

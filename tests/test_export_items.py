@@ -14,6 +14,7 @@ from core.history import (MAX_IMPORT_CHILDREN, MAX_IMPORT_RUNS, export_item, fro
                           to_json)
 from core.history.sqlite import SQLiteStore
 from core.models import MAX_RUNS
+from core.probe import latest_report, load_report
 from core.runner import Fanout
 from core.suite import SuitePlan, load_suite_run, record_suite
 from tests.test_cli import cli
@@ -47,7 +48,9 @@ def test_a_suite_run_round_trips_whole_into_a_fresh_store(suite_export, store):
     assert document["experiment"]["kind"] == "suite" and len(document["children"]) == 4
     new_id = import_item(store, read_item(exported))
     assert new_id != suite_id and [row.id for row in store.list()] == [new_id]
-    assert without_ids([store.get(new_id)]) == without_ids([source.get(suite_id)])
+    [imported] = without_ids([store.get(new_id)])
+    assert imported.meta.pop("imported") is True  # marked as from elsewhere; all else as it was
+    assert [imported] == without_ids([source.get(suite_id)])
     children = store.children(new_id)
     assert without_ids(children) == without_ids(source.children(suite_id))
     assert {child.parent_id for child in children} == {new_id}
@@ -104,8 +107,10 @@ TAMPERED = [
     (_set("children.1.created_at", "yesterday"), "children[1].created_at must be an ISO 8601 time"),
     (_set("children.0.request", {"prompt": 1}), "children[0].request.prompt must be text"),
     (_set("children", {"0": {}}), "children must be a list"),
-    (_set("children", []), "experiment.kind must be 'experiment' in an export without children (a suite brings "
-                           "its prompts in 'children')"),
+    (_set("experiment.meta", {}), "experiment.meta cannot be read as a suite: KeyError: 'suite'"),
+    (_set("children.0.meta.prompt", 99), "experiment.meta cannot be read as a suite: ValueError: children name "
+                                         "prompts [99] the suite of 4 does not have"),
+    (_set("experiment.created_at", "9999-12-31T00:00:00+00:00"), "experiment.created_at is in the future"),
     (_set("experiment.kind", "experiment"), "children must be empty for an experiment"),
     (_set("experiment.kind", "folder"), "experiment.kind must be one of experiment, sweep, suite, probe"),
     (_set("experiment.runs_planned", MAX_IMPORT_RUNS + 1),
@@ -177,6 +182,17 @@ def test_a_saved_probe_is_exported_and_imported_whole(probed, azure_env, tmp_pat
     new_id = imported.stdout.strip()
     again = json.loads(cli("history", "show", new_id, "--json", env=azure_env, cwd=tmp_path).stdout)
     assert (again["probe_id"], again["summary"], again["report"]) == (new_id, probed["summary"], probed["report"])
+    # The newer card came from elsewhere: what this instance sends still follows its own probe.
+    store = SQLiteStore(tmp_path / "history.sqlite3")
+    assert [row.id for row in store.list(kind="probe")][0] == new_id
+    assert latest_report(store, load_report(store, new_id).backend)[0] == probed["probe_id"]
+
+
+def test_a_probe_whose_card_cannot_be_read_is_not_imported(probed, azure_env, tmp_path):
+    document = json.loads(cli("history", "export", probed["probe_id"], env=azure_env, cwd=tmp_path).stdout)
+    del document["experiment"]["meta"]["report"]["parameters"]
+    with pytest.raises(InvalidImport, match=r"^experiment\.meta\.report\.parameters"):
+        read_item(json.dumps(document))
 
 
 def test_the_cli_refuses_what_it_cannot_export_or_import_with_exit_2(suite_export, azure_env, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from core.backends import make_backend
 from core.backends.batched import llama_seed
-from core.backends.local import LocalBackend, default_model_path
+from core.backends.local import LocalBackend, default_model_path, estimate_seconds
 from core.errors import ConfigurationError
 from core.models import BatchPlan, RunRequest
 from core.runner import Fanout, run_batch
@@ -134,3 +134,9 @@ def test_two_batches_sent_from_two_threads_decode_as_one(deterministic):
     assert len(arrived) == 6 and all(result.ok for result in arrived)
     assert {json.loads(result.raw)["batch"]["size"] for result in arrived} == {6}
 
+
+
+def test_the_estimate_never_waits_for_a_decode_that_holds_the_model():
+    engine = local_engine(mode="deterministic")
+    with engine._lock:  # a batch is decoding
+        assert estimate_seconds(engine, DEMO, 5) is None

@@ -207,7 +207,7 @@ def test_the_limit_goes_as_max_completion_tokens_only_where_max_tokens_is_reject
                                           True).token_limit
 
     assert [limit(status) for status in ("accepted", "ignored", "rejected", "untested")] == [
-        "max_completion_tokens", "max_completion_tokens", "max_tokens", "max_tokens"]
+        "max_completion_tokens", "max_tokens", "max_tokens", "max_tokens"]  # ignored: answers would run uncapped
     # A probe saved before max_completion_tokens was tried has no row for it: nothing changes.
     assert Capabilities.from_findings(info, (refused,), True).token_limit == "max_tokens"
     renamed = Capabilities.from_findings(info, (refused, ParameterFinding("max_completion_tokens", "accepted", "")),

@@ -334,20 +334,32 @@ _PROBE_STEPS = 8
 _PROBE = RunRequest(prompt="Tell a long story about a red panda.", temperature=1.0, max_tokens=_PROBE_STEPS)
 
 
+class _Busy(Exception):
+    """The model is decoding a batch: it cannot be timed now (and a page must not wait for it)."""
+
+
 @functools.lru_cache(maxsize=32)
 def _seconds_per_step(backend: LocalBackend, sequences: int) -> float:
     """Seconds per decoding step of `sequences` runs decoded together, timed once on a short decode (its prompt
-    and set-up counted in, so estimates err long)."""
-    started = time.perf_counter()
-    with backend._lock:  # as a batch of requests would: never beside another decode of this model
+    and set-up counted in, so estimates err long); _Busy, not cached, while another decode holds the model."""
+    if not backend._lock.acquire(blocking=False):  # never beside another decode of this model, nor waiting for it
+        raise _Busy
+    try:
+        started = time.perf_counter()
         backend._batch_decoder().generate(_PROBE, list(range(sequences)))
-    return (time.perf_counter() - started) / _PROBE_STEPS
+        return (time.perf_counter() - started) / _PROBE_STEPS
+    finally:
+        backend._lock.release()
 
 
-def estimate_seconds(backend: LocalBackend, request: RunRequest, runs: int) -> float:
+def estimate_seconds(backend: LocalBackend, request: RunRequest, runs: int) -> float | None:
     """About how long `runs` runs of `request` take on this model, from its measured speed: decoded together when
-    the backend batches them, else one after the other; an upper bound, as a run may end before max_tokens."""
+    the backend batches them, else one after the other; an upper bound, as a run may end before max_tokens. None
+    while the model is busy and has not been timed for this batch size yet."""
     together = backend.batching and not request.logprobs
-    per_step = _seconds_per_step(backend, min(runs, MAX_BATCH) if together else 1)
+    try:
+        per_step = _seconds_per_step(backend, min(runs, MAX_BATCH) if together else 1)
+    except _Busy:
+        return None
     batches = -(-runs // MAX_BATCH) if together else runs
     return batches * request.max_tokens * per_step

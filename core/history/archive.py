@@ -13,9 +13,9 @@ import math
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import InvalidImport, InvalidRequest, UnknownExperiment
@@ -67,7 +67,7 @@ def to_json(experiment: Experiment, children: Sequence[Experiment] = ()) -> str:
     """The whole item, raw bodies and log-probabilities included, as a JSON document `read_item` reads back: the
     experiment, then (for a sweep, suite run or probe) its child experiments."""
     document = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "experiment": asdict(experiment)}
-    if children:
+    if children or experiment.kind in PARTS:  # a sweep cut off before its first cell still has (no) children
         document["children"] = [asdict(child) for child in children]
     return strict_json(document, indent=2)
 
@@ -110,17 +110,45 @@ def read_item(text: str | bytes) -> HistoryItem:
     item = HistoryItem(_experiment(document["experiment"], "experiment"),
                        tuple(_experiment(child, f"children[{k}]") for k, child in enumerate(children)))
     _check_family(item)
+    _read_back(item)
     return item
+
+
+IMPORTED = "imported"  # in an imported item's meta: it came from elsewhere (an imported probe adapts no run)
+_READERS: dict[str, Callable[[HistoryItem], object]] = {}
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def reads_items(kind: str, reader: Callable[[HistoryItem], object]) -> None:
+    """Register how an item of `kind` is read back (a sweep's plan, a suite's prompts, a probe's card), by the module
+    that owns the kind: read_item runs it on every import, so what History could not show is refused first."""
+    _READERS[kind] = reader
+
+
+def _read_back(item: HistoryItem) -> None:
+    kind = item.experiment.kind
+    if kind not in _READERS:
+        return
+    try:
+        _READERS[kind](item)
+    except InvalidImport:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, InvalidRequest, UnknownExperiment) as exc:
+        raise InvalidImport(f"experiment.meta cannot be read as a {kind}: {type(exc).__name__}: {str(exc):.80}") \
+            from None
 
 
 def _experiment(value: Any, where: str) -> Experiment:
     """One experiment of the document, decoded, its time and run indices checked."""
     experiment = decode(Experiment, value, where)
     try:
-        datetime.fromisoformat(experiment.created_at)
+        created = datetime.fromisoformat(experiment.created_at)
     except ValueError:
         raise InvalidImport(f"{where}.created_at must be an ISO 8601 time, "
                             f"got {experiment.created_at!r:.40}.") from None
+    # The newest item wins where history is read by time (an endpoint's latest probe adapts every run).
+    if (created if created.tzinfo else created.replace(tzinfo=UTC)) > datetime.now(UTC) + _CLOCK_SKEW:
+        raise InvalidImport(f"{where}.created_at is in the future: {experiment.created_at!r:.40}.")
     indices = [run.index for run in experiment.runs]
     if sorted(set(indices)) != indices or not all(0 <= k < experiment.runs_planned for k in indices):
         raise InvalidImport(f"{where}.runs must have distinct indices from 0 to runs_planned - 1 "
@@ -136,9 +164,6 @@ def _check_family(item: HistoryItem) -> None:
                             f"got {len(item.children):,}.")
     if kind != "experiment" and kind not in PARTS:
         raise InvalidImport(f"experiment.kind must be one of {', '.join(['experiment', *PARTS])}, got {kind!r:.40}.")
-    if kind in PARTS and not item.children:
-        raise InvalidImport(f"experiment.kind must be 'experiment' in an export without children (a {kind} brings "
-                            f"its {PARTS[kind]}s in 'children'), got {kind!r}.")
     if kind in PARTS and item.experiment.runs:
         raise InvalidImport(f"experiment.runs must be empty for a {kind} (its runs are its {PARTS[kind]}s'), "
                             f"got {len(item.experiment.runs):,}.")
@@ -295,4 +320,6 @@ def import_experiment(store: Store, experiment: Experiment) -> str:
 def import_item(store: Store, item: HistoryItem) -> str:
     """Save a read_item export as a new top-level item, its children under it, each with a new id (created_at, runs
     and the rest kept), in one transaction; returns the item's id."""
-    return store.add_experiment(dataclasses.replace(item.experiment, parent_id=None), item.children)
+    parent = item.experiment
+    return store.add_experiment(dataclasses.replace(parent, parent_id=None, meta={**parent.meta, IMPORTED: True}),
+                                item.children)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from core.backends import Backend
 from core.errors import InvalidRequest, StorageError, UnknownExperiment
+from core.history.archive import reads_items
+from core.history.store import Experiment as SavedItem
 from core.history.store import Store
 from core.models import BatchPlan, RunRequest, RunResult
 from core.runner import Arrivals, Fanout
@@ -141,10 +143,18 @@ def load_sweep(store: Store, sweep_id: str) -> SweepResult:
     sweep = store.get(sweep_id)
     if sweep is None or sweep.kind != "sweep":
         raise UnknownExperiment(f"There is no sweep {sweep_id!r} in the history; it may have been deleted.")
+    return sweep_of(sweep, store.children(sweep_id))
+
+
+def sweep_of(sweep: SavedItem, cells: Sequence[SavedItem]) -> SweepResult:
+    """A sweep item and its cells as a SweepResult."""
     plan = SweepPlan(**sweep.meta["plan"])
-    saved = {(child.request.temperature, child.request.seed): child.runs for child in store.children(sweep_id)}
+    saved = {(child.request.temperature, child.request.seed): child.runs for child in cells}
     return SweepResult(sweep.request, plan, tuple((cell, saved.get((cell.temperature, cell.seed), ()))
                                                    for cell in plan.cells(sweep.request)))
+
+
+reads_items("sweep", lambda item: sweep_of(item.experiment, item.children))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from core.backends import Backend
 from core.backends.openai_chat import TOKEN_LIMITS, sending_token_limit_as
 from core.models import BackendInfo, Completion, RunRequest
-from core.probe.findings import ACCEPTED, IGNORED, REJECTED, ParameterFinding, ProbeReport
+from core.probe.findings import ACCEPTED, REJECTED, ParameterFinding, ProbeReport
 
 DEFAULTS = {"temperature": 1.0, "top_p": 1.0}  # what a reasoning model accepts: its default
 
@@ -42,11 +42,12 @@ class Capabilities:
 
 
 def token_limit(findings: tuple[ParameterFinding, ...]) -> str:
-    """max_completion_tokens where max_tokens was rejected and it was not; else max_tokens, what every backend sends
-    (a probe saved before max_completion_tokens was tried has it untested)."""
+    """max_completion_tokens where max_tokens was rejected and it was accepted (honoured); else max_tokens, what every
+    backend sends (a probe saved before max_completion_tokens was tried has it untested)."""
     status = {f.parameter: f.status for f in findings}
     plain, renamed = TOKEN_LIMITS
-    return renamed if status.get(plain) == REJECTED and status.get(renamed) in (ACCEPTED, IGNORED) else plain
+    # Only where it was honoured: a limit the endpoint ignores would leave a paid endpoint's answers uncapped.
+    return renamed if status.get(plain) == REJECTED and status.get(renamed) == ACCEPTED else plain
 
 
 def strip_rejected(request: RunRequest, capabilities: Capabilities) -> tuple[RunRequest, str | None]:

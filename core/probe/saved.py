@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from core.errors import InvalidImport, UnknownExperiment
-from core.history.archive import decode
+from core.history.archive import IMPORTED, decode, reads_items
 from core.history.store import Experiment, Store
 from core.models import BackendInfo
 from core.probe.findings import ProbeReport
@@ -39,16 +39,27 @@ def load_report(store: Store, probe_id: str) -> ProbeReport:
     if saved is None or saved.kind != KIND:
         raise UnknownExperiment(f"There is no probe {probe_id!r} in the history; it may have been deleted.")
     try:
-        return decode(ProbeReport, saved.meta.get("report"), "report")
+        return report_of(saved)
     except InvalidImport as exc:
         raise UnknownExperiment(f"The probe {probe_id!r} in the history cannot be read: {exc}") from None
 
 
+def report_of(saved: Experiment) -> ProbeReport:
+    """A probe item's report card; InvalidImport names what is wrong with it."""
+    return decode(ProbeReport, saved.meta.get("report"), "experiment.meta.report")
+
+
+reads_items(KIND, lambda item: report_of(item.experiment))
+
+
 def latest_report(store: Store, endpoint: BackendInfo) -> tuple[str, ProbeReport] | None:
-    """The newest saved probe of this endpoint (same provider, model, host, API version and mode) with its id."""
+    """The newest probe of this endpoint (same provider, model, host, API version and mode) made here, with its id:
+    an imported card is shown in History but does not change what this instance sends."""
     for row in store.list(provider=endpoint.provider, kind=KIND):
         if (row.model, row.endpoint_host) == (endpoint.model, endpoint.endpoint_host):
-            report = load_report(store, row.id)
-            if report.backend == endpoint:
-                return row.id, report
+            saved = store.get(row.id)
+            if saved is not None and not saved.meta.get(IMPORTED):
+                report = load_report(store, row.id)
+                if report.backend == endpoint:
+                    return row.id, report
     return None
