@@ -4,6 +4,7 @@ a reasoning model, load-sensitive) and the embedded engine's two modes, with tin
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -237,6 +238,10 @@ def test_the_report_card_is_saved_and_read_back(fake_server, azure_settings, tmp
     assert [c.meta["label"] for c in children][:2] == ["parameter baseline", "parameter temperature"]
     assert sum(len(c.runs) for c in children) == sum(len(step.runs) for step in found.steps) == 7 + 5 + 2 * 3 + 3
     assert not any("Describe a busy" in c.request.prompt for c in children)  # background answers are not kept
+    newer = save_probe(store, found)
+    with sqlite3.connect(tmp_path / "h.sqlite3") as conn:  # a card this version cannot read, as an older one wrote
+        conn.execute("UPDATE experiments SET meta = '{}' WHERE id = ?", (newer,))
+    assert latest_report(store, found.report.backend) == (probe_id, found.report)  # the readable one before it
 
 
 def test_the_plan_is_bounded_by_the_cap_and_the_quota():

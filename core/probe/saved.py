@@ -58,8 +58,12 @@ def latest_report(store: Store, endpoint: BackendInfo) -> tuple[str, ProbeReport
     for row in store.list(provider=endpoint.provider, kind=KIND):
         if (row.model, row.endpoint_host) == (endpoint.model, endpoint.endpoint_host):
             saved = store.get(row.id)
-            if saved is not None and not saved.meta.get(IMPORTED):
-                report = load_report(store, row.id)
-                if report.backend == endpoint:
-                    return row.id, report
+            if saved is None or saved.meta.get(IMPORTED):
+                continue
+            try:
+                report = report_of(saved)
+            except InvalidImport:  # a card this version cannot read: the one before it may still say something
+                continue
+            if report.backend == endpoint:
+                return row.id, report
     return None
