@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -175,14 +176,15 @@ def test_history_show_prints_a_saved_probes_report_card_and_its_steps(probed, az
 
 
 def test_a_saved_probe_is_exported_and_imported_whole(probed, azure_env, tmp_path):
-    (tmp_path / "probe.json").write_text(cli("history", "export", probed["probe_id"], env=azure_env,
-                                             cwd=tmp_path).stdout)
+    document = json.loads(cli("history", "export", probed["probe_id"], env=azure_env, cwd=tmp_path).stdout)
+    document["experiment"]["created_at"] = datetime.now(UTC).isoformat()  # newer than the probe made here
+    (tmp_path / "probe.json").write_text(json.dumps(document))
     imported = cli("history", "import", "probe.json", env=azure_env, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     new_id = imported.stdout.strip()
     again = json.loads(cli("history", "show", new_id, "--json", env=azure_env, cwd=tmp_path).stdout)
     assert (again["probe_id"], again["summary"], again["report"]) == (new_id, probed["summary"], probed["report"])
-    # The newer card came from elsewhere: what this instance sends still follows its own probe.
+    # The newest card came from elsewhere: what this instance sends still follows its own probe.
     store = SQLiteStore(tmp_path / "history.sqlite3")
     assert [row.id for row in store.list(kind="probe")][0] == new_id
     assert latest_report(store, load_report(store, new_id).backend)[0] == probed["probe_id"]

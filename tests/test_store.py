@@ -414,8 +414,9 @@ def test_from_json_reads_its_own_export_as_bytes():
 
 
 def test_an_import_of_another_kind_is_refused(store):
-    sweep = store.get(store.create(REQUEST, BACKEND, 4, kind="sweep", meta={"plan": {}}))
-    with pytest.raises(InvalidImport, match="experiment.kind must be 'experiment'"):
+    plan = {"temperatures": [0.0], "seeds": [1], "runs": 4}
+    sweep = store.get(store.create(REQUEST, BACKEND, 4, kind="sweep", meta={"plan": plan}))
+    with pytest.raises(InvalidImport, match="^The export is a sweep with 0 child experiments; import it whole"):
         from_json(to_json(sweep))
 
 

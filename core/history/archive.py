@@ -83,7 +83,7 @@ def export_item(store: Store, item_id: str) -> str:
 def from_json(text: str | bytes) -> Experiment:
     """Read a `to_json` export of one experiment (read_item reads any item); InvalidImport as read_item raises it."""
     item = read_item(text)
-    if item.children:
+    if item.experiment.kind != "experiment":
         raise InvalidImport(f"The export is a {item.experiment.kind} with {len(item.children):,} child experiments; "
                             "import it whole (import_item).")
     return item.experiment
