@@ -4,6 +4,8 @@ light and dark at 1280×720 and 1920×1080 under artifacts/screens/."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.test_browser import ARTIFACTS, settle
@@ -37,8 +39,18 @@ def run_the_classic_demo(page) -> None:
 SCROLLED = "Math.max(window.scrollY, ...[...document.querySelectorAll('.stMain, .stApp')].map(e => e.scrollTop))"
 
 
-def in_view(page, locator) -> bool:
-    """Whether the element lies wholly inside the viewport, below the top bar, with nothing scrolled."""
+def in_view(page, locator, within_s: float = 10) -> bool:
+    """Whether the element comes to lie wholly inside the viewport, below the top bar, with nothing scrolled, within
+    `within_s` (on a busy machine the browser may still be laying out what the run drew last)."""
+    deadline = time.monotonic() + within_s
+    while not _inside(page, locator):
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(200)
+    return True
+
+
+def _inside(page, locator) -> bool:
     box, size = locator.bounding_box(), page.viewport_size
     top_bar = page.locator("[data-testid=stHeader]").bounding_box()
     return (page.evaluate(SCROLLED) == 0 and top_bar["y"] + top_bar["height"] <= box["y"]
