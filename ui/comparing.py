@@ -8,8 +8,9 @@ from dataclasses import fields
 
 import streamlit as st
 
-from core import Comparison, Experiment, ExperimentRow, RunRequest, Store, compare
+from core import Comparison, Experiment, ExperimentRow, RunRequest, Store
 from ui.html import md
+from ui.results import compared
 from ui.sweeps import saved_made_by
 from ui.verdict import contrast_line, verdict_block
 
@@ -24,11 +25,11 @@ def saved_at(item: Experiment | ExperimentRow) -> str:
 def side_by_side(sides: Sequence[tuple[str, Experiment]],
                  show: Callable[[str, Experiment, Comparison], None]) -> list[tuple[str, Comparison]]:
     """A column per titled experiment, drawn by `show`; the titled comparisons, for contrast_line."""
-    compared = [(title, compare(experiment.runs)) for title, experiment in sides]
-    for column, (title, experiment), (_, comparison) in zip(st.columns(len(sides)), sides, compared):
+    titled = [(title, compared(experiment.runs, f"side_{experiment.id}")) for title, experiment in sides]
+    for column, (title, experiment), (_, comparison) in zip(st.columns(len(sides)), sides, titled):
         with column:
             show(title, experiment, comparison)
-    return compared
+    return titled
 
 
 def _listed(names: Sequence[str]) -> str:
@@ -74,7 +75,7 @@ def compare_with(store: Store, experiment: Experiment) -> None:
     if differing:
         st.info(f"A and B are not the same request: they differ in {_listed(differing)}, and that alone can "
                 "explain different outputs.")
-    compared = side_by_side((("A", experiment), ("B", other)), _verdict_side)
-    line = contrast_line(*compared, two_sided=True)
+    verdicts = side_by_side((("A", experiment), ("B", other)), _verdict_side)
+    line = contrast_line(*verdicts, two_sided=True)
     if line:
         st.caption(md(line))
